@@ -1,0 +1,35 @@
+# nova-guardrails: `make lab` runs the lab, `make test` runs every test.
+# Both create .venv idempotently: nova 34.0.0 and the test dependencies are
+# pinned by requirements/constraints-nova-34.0.0.txt, and nova-guardrails is
+# installed the way an operator installs it (a wheel, not editable).
+
+PYTHON ?= python3
+VENV ?= .venv
+CONSTRAINTS ?= requirements/constraints-nova-34.0.0.txt
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.deps-installed
+
+.PHONY: venv install lab test test-unit test-functional clean
+
+venv: $(STAMP)
+
+$(STAMP): $(CONSTRAINTS) requirements.txt test-requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required, $(PYTHON) is %d.%d" % sys.version_info[:2] or 0)'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c $(CONSTRAINTS) -r requirements.txt -r test-requirements.txt
+	touch $@
+
+# Reinstalled at every run so the tests and the lab see this tree; --no-deps
+# and --no-build-isolation keep it to the pinned environment (pbr from it).
+install: venv
+	$(PIP) install -q --no-deps --no-build-isolation --force-reinstall .
+
+lab: install
+	$(VENV)/bin/nova-guardrails lab
+
+test: install
+	cd tests && ../$(PY) -m pytest -q -ra $(PYTEST_ARGS) .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

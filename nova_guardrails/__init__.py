@@ -1,0 +1,1 @@
+"""nova-guardrails: start-up and data-safety guards for nova-compute."""

@@ -1,0 +1,65 @@
+"""Options of the ``[guardrails]`` group of nova.conf.
+
+Registered on nova's global ``CONF`` by the driver wrapper and listed for
+``oslo-config-generator --namespace nova_guardrails`` through the
+``oslo.config.opts`` entry point :func:`list_opts`.
+"""
+
+from oslo_config import cfg
+
+GROUP = 'guardrails'
+
+guardrails_group = cfg.OptGroup(
+    GROUP,
+    title='nova-guardrails options',
+    help="""
+Options of nova-guardrails, a wrapper driver for nova-compute. Enable it with
+``[DEFAULT] compute_driver = guardrails.GuardrailsDriver`` and name the real
+virt driver in ``[guardrails] driver``.
+""")
+
+guardrails_opts = [
+    cfg.StrOpt(
+        'driver',
+        help="""
+The real virt driver that nova-guardrails wraps, named as ``[DEFAULT]
+compute_driver`` would name it without nova-guardrails, for example
+``libvirt.LibvirtDriver``. Required when ``[DEFAULT] compute_driver`` is
+``guardrails.GuardrailsDriver``; nova-compute refuses to start without it.
+The ironic driver is refused: nova keys its ironic handling on the value of
+``[DEFAULT] compute_driver``, which the wrapper would hide.
+"""),
+    cfg.ListOpt(
+        'enabled_guards',
+        default=['recovery_table'],
+        help="""
+Guards to load, by their entry point name in the ``nova_guardrails.guards``
+namespace, run in the order given. An unknown name stops nova-compute at
+start-up. An empty list loads the real driver with no guard at all.
+
+Guards shipped with nova-guardrails:
+
+* ``recovery_table``: drives every instance of the host caught in a
+  transitional task_state at start-up to a stable state by an explicit table.
+"""),
+    cfg.StrOpt(
+        'report_path',
+        default='$state_path/guardrails/startup-report.json',
+        sample_default='$state_path/guardrails/startup-report.json',
+        help="""
+Where nova-compute writes the start-up report: a JSON document with one row
+per guard decision (instance uuid, state before, action, state after),
+rewritten at every start-up. The directory is created if missing.
+"""),
+]
+
+
+def register_opts(conf):
+    """Register the ``[guardrails]`` options on ``conf`` (idempotent)."""
+    conf.register_group(guardrails_group)
+    conf.register_opts(guardrails_opts, group=guardrails_group)
+
+
+def list_opts():
+    """Options for oslo-config-generator: ``[(group, [opts])]``."""
+    return [(guardrails_group, guardrails_opts)]

@@ -1,0 +1,194 @@
+"""GuardrailsDriver: nova's ComputeDriver that wraps the real one.
+
+nova-compute loads it from nova.conf alone::
+
+    [DEFAULT]
+    compute_driver = guardrails.GuardrailsDriver
+    [guardrails]
+    driver = libvirt.LibvirtDriver
+    enabled_guards = recovery_table
+
+``nova.virt.driver.load_compute_driver`` imports ``nova.virt.guardrails`` (the
+shim) and calls ``GuardrailsDriver(virtapi)``. The wrapper builds the real
+driver with the same virtapi and hands every attribute access to it, except
+``init_host``. Through the virtapi (``ComputeVirtAPI._compute``) it reaches
+the ComputeManager that is loading it and wraps ``init_host``,
+``_destroy_evacuated_instances`` and ``_init_instance`` on that one manager
+instance (instance attributes; nova's classes are never patched).
+"""
+
+import functools
+
+from nova.compute import manager as compute_manager
+import nova.conf
+from nova.virt import driver as nova_driver
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_utils import importutils
+
+from nova_guardrails import conf as guardrails_conf
+from nova_guardrails import exception
+from nova_guardrails import guards as guards_mod
+from nova_guardrails import report as report_mod
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+#: Attributes of the wrapper itself; every other attribute is the real
+#: driver's.
+_OWN_ATTRIBUTES = frozenset([
+    '_guardrails_driver', '_guardrails_guards', '_guardrails_report',
+    '_guardrails_manager', 'guardrails_bind', 'init_host',
+])
+
+#: Drivers nova special-cases by the *name* in ``[DEFAULT] compute_driver``;
+#: wrapping them would silently switch that handling off.
+_REFUSED_DRIVERS = {
+    'ironic': 'nova skips its node-identity and host-rename checks only when '
+              '[DEFAULT] compute_driver names ironic; behind the wrapper it '
+              'would refuse to start or, worse, check ironic nodes as local '
+              'ones',
+}
+
+
+def _option(name):
+    """``CONF.guardrails.<name>``, as GuardrailsConfigError when invalid."""
+    try:
+        return getattr(CONF.guardrails, name)
+    except (cfg.ConfigFileValueError, ValueError) as error:
+        raise exception.GuardrailsConfigError(reason=(
+            '[guardrails] %s is invalid: %s' % (name, error))) from error
+
+
+def _build_real_driver(virtapi, kwargs):
+    name = _option('driver')
+    if not name:
+        raise exception.GuardrailsConfigError(reason=(
+            '[guardrails] driver is required when [DEFAULT] compute_driver '
+            'is guardrails.GuardrailsDriver: set it to the driver to wrap, '
+            'for example libvirt.LibvirtDriver'))
+    module = name.split('.', 1)[0].lower()
+    if module == 'guardrails':
+        raise exception.GuardrailsConfigError(reason=(
+            '[guardrails] driver = %s would wrap nova-guardrails in itself; '
+            'name the real driver, for example libvirt.LibvirtDriver' % name))
+    if module in _REFUSED_DRIVERS:
+        raise exception.GuardrailsConfigError(reason=(
+            '[guardrails] driver = %s is not supported: %s' % (
+                name, _REFUSED_DRIVERS[module])))
+    try:
+        real = importutils.import_object('nova.virt.%s' % name, virtapi,
+                                         **kwargs)
+    except ImportError as error:
+        raise exception.GuardrailsConfigError(reason=(
+            '[guardrails] driver = %s cannot be loaded from nova.virt: %s'
+            % (name, error))) from error
+    if not isinstance(real, nova_driver.ComputeDriver):
+        raise exception.GuardrailsConfigError(reason=(
+            '[guardrails] driver = %s is not a nova.virt.driver.ComputeDriver'
+            % name))
+    return real
+
+
+class GuardrailsDriver(nova_driver.ComputeDriver):
+    """A ComputeDriver that runs guards around the real driver.
+
+    :param virtapi: the ``ComputeVirtAPI`` nova-compute passes to drivers.
+    :param kwargs: passed on to the real driver's constructor.
+    :raises GuardrailsConfigError: an option of ``[guardrails]`` is missing
+        or invalid, or a guard cannot be loaded; nova-compute stops with the
+        message, before it touches any instance.
+    """
+
+    def __init__(self, virtapi, **kwargs):
+        # ComputeDriver.__init__ is not called: the state it sets is the real
+        # driver's, and every attribute but _OWN_ATTRIBUTES is read there.
+        guardrails_conf.register_opts(CONF)
+        real = _build_real_driver(virtapi, kwargs)
+        names = _option('enabled_guards')
+        report = report_mod.StartupReport(
+            _option('report_path'), CONF.host, names)
+        self._guardrails_driver = real
+        self._guardrails_report = report
+        self._guardrails_guards = guards_mod.load(names, CONF, report)
+        self._guardrails_manager = None
+        LOG.info('guardrails: wrapping %(driver)s with guards %(guards)s',
+                 {'driver': type(real).__name__,
+                  'guards': ', '.join(names) or '(none)'})
+        manager = getattr(virtapi, '_compute', None)
+        if isinstance(manager, compute_manager.ComputeManager):
+            self.guardrails_bind(manager)
+        else:
+            LOG.warning('guardrails: the driver was built without a '
+                        'ComputeManager (virtapi %r); no start-up guard runs',
+                        virtapi)
+
+    def __getattribute__(self, name):
+        if name in _OWN_ATTRIBUTES or (
+                name.startswith('__') and name.endswith('__')):
+            return object.__getattribute__(self, name)
+        return getattr(object.__getattribute__(self, '_guardrails_driver'),
+                       name)
+
+    def __setattr__(self, name, value):
+        if name in _OWN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._guardrails_driver, name, value)
+
+    def __delattr__(self, name):
+        if name in _OWN_ATTRIBUTES:
+            object.__delattr__(self, name)
+        else:
+            delattr(self._guardrails_driver, name)
+
+    def __repr__(self):
+        return '<GuardrailsDriver of %r>' % (self._guardrails_driver,)
+
+    def guardrails_bind(self, manager):
+        """Wrap the start-up methods of ``manager`` (this instance only).
+
+        ``init_host``, ``_destroy_evacuated_instances`` and ``_init_instance``
+        become instance attributes that run every guard's hook in
+        ``[guardrails] enabled_guards`` order, nova's own method last.
+        """
+        self._guardrails_manager = manager
+        guards = self._guardrails_guards
+
+        def chain(hook, original):
+            call = original
+            for guard in reversed(guards):
+                call = functools.partial(getattr(guard, hook), manager,
+                                         call_next=call)
+            return functools.wraps(original)(
+                lambda *args, **kwargs: call(*args, **kwargs))
+
+        init_host = chain('init_host', manager.init_host)
+        report = self._guardrails_report
+
+        @functools.wraps(manager.init_host)
+        def guarded_init_host(*args, **kwargs):
+            report.begin()
+            try:
+                result = init_host(*args, **kwargs)
+            except Exception as error:
+                report.finish('failed: %s' % error)
+                raise
+            report.finish('completed')
+            return result
+
+        manager.init_host = guarded_init_host
+        manager._destroy_evacuated_instances = chain(
+            'destroy_evacuated_instances',
+            manager._destroy_evacuated_instances)
+        manager._init_instance = chain('init_instance',
+                                       manager._init_instance)
+
+    def init_host(self, host):
+        """The real driver's ``init_host(host)``, then each guard's
+        ``driver_init_host``; nova's node checks and evacuation clean-up
+        come after this in ``ComputeManager.init_host``."""
+        self._guardrails_driver.init_host(host)
+        manager = self._guardrails_manager
+        for guard in self._guardrails_guards:
+            guard.driver_init_host(manager, host)

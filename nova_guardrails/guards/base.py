@@ -1,0 +1,52 @@
+"""Base class of guards.
+
+A guard is a stevedore plugin in the ``nova_guardrails.guards`` namespace: an
+entry point naming a subclass of :class:`Guard`. nova-guardrails builds it
+once per nova-compute process as ``cls(conf, report)`` and calls its hooks
+around the ComputeManager methods it wraps on that one manager instance.
+
+Each ``call_next`` hook receives the next callable of the chain (the next
+guard's hook, or nova's own method last) and returns what it returns; a guard
+that does not call it replaces nova's behaviour for that call.
+"""
+
+
+class Guard:
+    """A guard for nova-compute; subclass and override the hooks you need.
+
+    :param conf: oslo.config ``ConfigOpts`` (nova's CONF), ``[guardrails]``
+        options registered.
+    :param report: :class:`~nova_guardrails.report.StartupReport` to record
+        every decision in (``report.record(Decision(...))``).
+    """
+
+    #: entry point name, set by the loader.
+    name = None
+
+    def __init__(self, conf, report):
+        self.conf = conf
+        self.report = report
+
+    def validate(self):
+        """Check this guard's options; raise GuardrailsConfigError naming
+        the option when one is invalid. Called once, at driver load."""
+
+    def driver_init_host(self, manager, host):
+        """After the real driver's ``init_host(host)``; before nova's node
+        checks and before anything can be destroyed. Raise
+        :class:`~nova_guardrails.exception.StartupRefused` to stop."""
+
+    def init_host(self, manager, service_ref, call_next):
+        """Around ``ComputeManager.init_host(service_ref)``."""
+        return call_next(service_ref)
+
+    def destroy_evacuated_instances(self, manager, context, node_cache,
+                                    call_next):
+        """Around ``ComputeManager._destroy_evacuated_instances``; returns
+        ``{uuid: instance}`` of the instances it handled."""
+        return call_next(context, node_cache)
+
+    def init_instance(self, manager, context, instance, call_next):
+        """Around ``ComputeManager._init_instance(context, instance)``, once
+        per instance of the host at start-up."""
+        return call_next(context, instance)
