@@ -1,0 +1,229 @@
+"""In-process nova for the lab and the functional tests.
+
+Built on nova's own functional fixtures, shipped in the nova wheel:
+``nova.tests.functional.libvirt.base.ServersTestBase`` gives sqlite
+databases, the placement fixture, fake RPC, the Neutron/Glance fixtures and
+the libvirt driver over nova's fakelibvirt. This module adds what the
+guardrails scenarios need:
+
+* nova.conf loaded from text, as nova-compute reads it (:meth:`use_nova_conf`),
+  so the compute service loads ``guardrails.GuardrailsDriver`` through
+  nova's own driver loader and the guards through stevedore;
+* crashes (:class:`ComputeCrash`, a BaseException raised at a crash point,
+  which nova's ``except Exception`` handlers do not catch, as with kill -9);
+* restart of a compute service keeping the hypervisor state (the fake
+  libvirt connection and its domains).
+"""
+
+import configparser
+import importlib.metadata
+import os
+import threading
+import time
+
+import fixtures
+from nova.compute import power_state
+import nova.conf
+from nova import context as nova_context
+from nova import objects
+from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.tests.functional import integrated_helpers
+from nova.tests.functional.libvirt import base
+from nova.virt.libvirt import guest as libvirt_guest
+from oslo_config import fixture as config_fixture
+
+CONF = nova.conf.CONF
+
+#: nova.conf of a nova-compute with nova-guardrails (README's snippet).
+GUARDED_NOVA_CONF = """
+[DEFAULT]
+compute_driver = guardrails.GuardrailsDriver
+[guardrails]
+driver = libvirt.LibvirtDriver
+enabled_guards = recovery_table
+"""
+
+#: nova.conf of the same nova-compute without nova-guardrails.
+NOVA_ALONE_CONF = """
+[DEFAULT]
+compute_driver = libvirt.LibvirtDriver
+"""
+
+
+class ComputeCrash(BaseException):
+    """nova-compute dies here.
+
+    Derives from BaseException so that nova's ``except Exception`` handlers
+    (reverts_task_state, wrap_instance_fault, ...) do not run, as with a
+    kill -9.
+    """
+
+
+def api_paste_config():
+    """Path of the api-paste.ini the nova wheel installed.
+
+    The wheel installs it at ``<prefix>/etc/nova/api-paste.ini``; nova's
+    functional fixtures look under site-packages unless told.
+    """
+    for path in importlib.metadata.files('nova') or ():
+        if str(path).replace('\\', '/').endswith('etc/nova/api-paste.ini'):
+            return str(path.locate())
+    raise RuntimeError('nova\'s api-paste.ini is not installed')
+
+
+class GuardrailsTestBase(base.ServersTestBase,
+                         integrated_helpers.InstanceHelperMixin):
+    """Functional base: real nova, configured from nova.conf text.
+
+    Subclasses set :attr:`NOVA_CONF` (or call :meth:`use_nova_conf` before
+    :meth:`start_compute`).
+    """
+
+    microversion = 'latest'
+    ADMIN_API = True
+    #: Real casts: a crash in the compute must not travel back through the
+    #: API request as it would with casts turned into calls.
+    CAST_AS_CALL = False
+    #: nova.conf text applied in setUp.
+    NOVA_CONF = GUARDED_NOVA_CONF
+
+    def setUp(self):
+        self.state_path = None
+        super().setUp()
+
+    def _setup_services(self):
+        # Runs inside _IntegratedTestBase.setUp, before any service starts.
+        self.state_path = self.useFixture(fixtures.TempDir()).path
+        self.flags(state_path=self.state_path)
+        self.flags(api_paste_config=api_paste_config(), group='wsgi')
+        self.use_nova_conf(self.NOVA_CONF)
+        super()._setup_services()
+
+    def _clear_attrs(self):
+        # nova's TestCase deletes public instance attributes at cleanup;
+        # pytest binds the test method as one and removes it itself.
+        method = self.__dict__.pop(self._testMethodName, None)
+        super()._clear_attrs()
+        if method is not None:
+            self.__dict__[self._testMethodName] = method
+
+    def _setup_compute_service(self):
+        # ServersTestBase forces compute_driver with an override here; the
+        # driver comes from NOVA_CONF instead.
+        pass
+
+    def use_nova_conf(self, text):
+        """Load nova.conf ``text`` the way nova-compute reads its file.
+
+        Values are raw strings parsed by oslo.config's option types, as
+        when read from a file; a later call wins over an earlier one.
+        """
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str
+        parser.read_string(text)
+        conf_fixture = self.useFixture(config_fixture.Config(CONF))
+        for section in ['DEFAULT'] + parser.sections():
+            values = {k: v for k, v in parser.items(section)
+                      if section == 'DEFAULT' or
+                      k not in parser.defaults()}
+            if values:
+                conf_fixture.load_raw_values(group=section, **values)
+
+    # Crashes -----------------------------------------------------------
+
+    def crash_at(self, target, name, when='after', condition=None):
+        """Make ``target.name`` a crash point for the next call.
+
+        :param target: import path of the class (or module) that owns
+            ``name``, e.g. ``'nova.tests.fixtures.libvirt.Domain'``.
+        :param when: ``'after'`` (run the original, then crash) or
+            ``'before'``.
+        :param condition: optional ``f(*args, **kwargs) -> bool``; calls
+            for which it is false pass through.
+        :returns: a ``threading.Event`` set when the crash happened.
+        """
+        crashed = threading.Event()
+        original = _resolve(target, name)
+
+        def crash_point(*args, **kwargs):
+            if crashed.is_set() or (condition and
+                                    not condition(*args, **kwargs)):
+                return original(*args, **kwargs)
+            if when == 'after':
+                original(*args, **kwargs)
+            crashed.set()
+            raise ComputeCrash('crash at %s.%s (%s)' % (target, name, when))
+
+        self.useFixture(fixtures.MonkeyPatch('%s.%s' % (target, name),
+                                             crash_point))
+        return crashed
+
+    def crash_at_task_state(self, task_state, when='before'):
+        """Crash when the compute saves an instance with ``task_state``.
+
+        ``'before'``: the database keeps the previous task_state;
+        ``'after'``: the database has ``task_state``.
+        """
+        def condition(instance, *args, **kwargs):
+            return ('task_state' in instance.obj_what_changed() and
+                    instance.task_state == task_state)
+        return self.crash_at('nova.objects.instance.Instance', 'save',
+                             when=when, condition=condition)
+
+    def wait_for_crash(self, crashed, timeout=30):
+        if not crashed.wait(timeout):
+            self.fail('the crash point was not reached in %ss' % timeout)
+
+    # Hypervisor ----------------------------------------------------------
+
+    def domain(self, hostname, server):
+        """The fakelibvirt domain of ``server`` on ``hostname``, or None."""
+        conn = self.computes[hostname].driver._host.get_connection()
+        try:
+            return conn.lookupByUUIDString(server['id'])
+        except fakelibvirt.libvirtError:
+            return None
+
+    def guest_power_state(self, hostname, server):
+        """Power state name of the guest on the hypervisor."""
+        dom = self.domain(hostname, server)
+        if dom is None:
+            return power_state.STATE_MAP[power_state.NOSTATE]
+        return power_state.STATE_MAP[
+            libvirt_guest.LIBVIRT_POWER_STATE[dom.info()[0]]]
+
+    def instance(self, server):
+        """The instance record, read from the cell database."""
+        ctxt = nova_context.get_admin_context()
+        return objects.Instance.get_by_uuid(ctxt, server['id'])
+
+    def server_states(self, server):
+        """``(vm_state, task_state, power_state name)`` from the API."""
+        server = self.api.get_server(server['id'])
+        return (server['OS-EXT-STS:vm_state'],
+                server['OS-EXT-STS:task_state'],
+                power_state.STATE_MAP.get(
+                    server['OS-EXT-STS:power_state']))
+
+    def wait_until(self, predicate, timeout=30, interval=0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(interval)
+        self.fail('condition not met in %ss' % timeout)
+
+
+
+
+def _resolve(target, name):
+    parts = target.split('.')
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module('.'.join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part)
+        return getattr(obj, name)
+    raise ImportError(target)
