@@ -170,6 +170,17 @@ class GuardrailsTestBase(base.ServersTestBase,
         return self.crash_at('nova.objects.instance.Instance', 'save',
                              when=when, condition=condition)
 
+    def spy(self, target, name, record):
+        """Call ``record(*args, **kwargs)`` on every call of target.name,
+        then the original: a recording pass-through, not a mock."""
+        original = _resolve(target, name)
+
+        def spied(*args, **kwargs):
+            record(*args, **kwargs)
+            return original(*args, **kwargs)
+        self.useFixture(fixtures.MonkeyPatch('%s.%s' % (target, name),
+                                             spied))
+
     def wait_for_crash(self, crashed, timeout=30):
         if not crashed.wait(timeout):
             self.fail('the crash point was not reached in %ss' % timeout)
@@ -186,7 +197,16 @@ class GuardrailsTestBase(base.ServersTestBase,
 
     def guest_power_state(self, hostname, server):
         """Power state name of the guest on the hypervisor."""
-        dom = self.domain(hostname, server)
+        return self.guest_power_state_on(
+            self.computes[hostname].driver._host.get_connection(), server)
+
+    @staticmethod
+    def guest_power_state_on(conn, server):
+        """Power state name of the guest on fake libvirt connection conn."""
+        try:
+            dom = conn.lookupByUUIDString(server['id'])
+        except fakelibvirt.libvirtError:
+            dom = None
         if dom is None:
             return power_state.STATE_MAP[power_state.NOSTATE]
         return power_state.STATE_MAP[

@@ -1,0 +1,43 @@
+"""The recovery table rendered for people (``nova-guardrails table``)."""
+
+from nova_guardrails import recovery
+
+
+def _states(states, universe, label):
+    if states == universe:
+        return 'any'
+    rest = universe - states
+    if len(rest) < len(states):
+        return 'not ' + ', '.join(sorted(rest))
+    return ', '.join(sorted(states))
+
+
+def rows():
+    """Table rows as tuples: (task_states, vm_states, power states, action,
+    by, reason), sorted by task_state."""
+    out = []
+    for rule in recovery.RULES:
+        out.append((
+            ', '.join(sorted(rule.task_states))
+            if rule.task_states != recovery.COVERED else
+            'every covered task_state',
+            _states(rule.vm_states, recovery.ALL_VM_STATES, 'vm_state'),
+            _states(rule.power_states, recovery.ALL_POWER_STATES, 'power'),
+            rule.action, rule.by, rule.reason))
+    return out
+
+
+def markdown():
+    """The recovery table and its action vocabulary as markdown."""
+    lines = ['| task_state | vm_state | power state | action | by | reason |',
+             '|---|---|---|---|---|---|']
+    for row in rows():
+        lines.append('| %s |' % ' | '.join(row))
+    lines += ['', '| action | what it does |', '|---|---|']
+    for action, text in sorted(recovery.ACTIONS.items()):
+        lines.append('| %s | %s |' % (action, text))
+    uncovered = sorted(recovery.ALL_TASK_STATES -
+                       recovery.COVERED_TASK_STATES)
+    lines += ['', 'Not in this release\'s table (reported as `unlisted`, '
+              'left to nova): %s.' % ', '.join(uncovered), '']
+    return '\n'.join(lines)
