@@ -1,0 +1,204 @@
+"""Interrupted reboots on real nova 34 (issue 2, item 5; seed 000).
+
+Each test runs a crash scenario of nova_guardrails.lab.scenarios: the real
+operation through nova's API, nova-compute killed (a BaseException) at the
+crash point, then a restart of the compute service that keeps the fake
+hypervisor's domains. Guarded runs load guardrails.GuardrailsDriver from
+nova.conf text; nova-alone runs load libvirt.LibvirtDriver the same way.
+"""
+
+import json
+
+from nova import context as nova_context
+from nova import objects
+
+import nova.conf
+from nova_guardrails.lab import harness
+from nova_guardrails.lab import scenarios
+
+CONF = nova.conf.CONF
+
+
+class _Base(harness.GuardrailsTestBase):
+
+    def run_scenario(self, name):
+        return scenarios.crash_and_restart(self, scenarios.BY_NAME[name])
+
+    def assertCrashedAt(self, outcome, vm_state, task_state, guest):
+        # The crash point was reached where the scenario says: otherwise
+        # the test would prove nothing about recovery.
+        self.assertEqual((vm_state, task_state),
+                         outcome.at_crash[:2])
+        self.assertEqual(guest, outcome.guest_at_crash)
+
+    def assertActiveRunning(self, outcome):
+        self.assertTrue(outcome.started, outcome.start_error)
+        self.assertEqual(('active', None, 'running'), outcome.after)
+        self.assertEqual('running', outcome.guest_after)
+
+
+class GuardedRebootRecoveryTest(_Base):
+    NOVA_CONF = harness.GUARDED_NOVA_CONF
+
+    def assertDecision(self, outcome, action, before, after=None,
+                       result='done'):
+        decision = outcome.decision
+        self.assertIsNotNone(decision, 'no start-up report row')
+        self.assertEqual('recovery_table', decision['guard'])
+        self.assertEqual(action, decision['action'])
+        self.assertEqual(result, decision['outcome'])
+        self.assertEqual('guardrails', decision['executed_by'])
+        self.assertEqual(dict(zip(('vm_state', 'task_state', 'power_state'),
+                                  before)), decision['before'])
+        if after:
+            self.assertEqual(dict(zip(('vm_state', 'task_state',
+                                       'power_state'), after)),
+                             decision['after'])
+
+    def test_bug_1072751(self):
+        """Soft reboot, crash after the guest shut down -> HARD reboot."""
+        outcome = self.run_scenario('soft_reboot_guest_off')
+        self.assertCrashedAt(outcome, 'active', 'reboot_started', 'shutdown')
+        self.assertActiveRunning(outcome)
+        self.assertEqual(['HARD'], outcome.reboots)
+        self.assertDecision(outcome, 'reboot_hard',
+                            ('active', 'reboot_started', 'shutdown'),
+                            ('active', None, 'running'))
+        # One log line for the decision, with the instance and both states.
+        line = [entry for entry in self.stdlog.logger.output.splitlines()
+                if 'guardrails recovery_table: instance' in entry]
+        self.assertEqual(1, len(line), line)
+        for text in (outcome.decision['instance_uuid'],
+                     'task_state=reboot_started power_state=shutdown',
+                     'action reboot_hard',
+                     'after [vm_state=active task_state=None '
+                     'power_state=running]'):
+            self.assertIn(text, line[0])
+
+    def test_soft_reboot_guest_running_no_second_reboot(self):
+        outcome = self.run_scenario('soft_reboot_guest_running')
+        self.assertCrashedAt(outcome, 'active', 'reboot_started', 'running')
+        self.assertActiveRunning(outcome)
+        self.assertEqual([], outcome.reboots)
+        self.assertDecision(outcome, 'clear_active',
+                            ('active', 'reboot_started', 'running'))
+
+    def test_hard_reboot_crash_rebooting_hard_guest_off(self):
+        outcome = self.run_scenario('hard_reboot_rebooting_hard')
+        self.assertCrashedAt(outcome, 'stopped', 'rebooting_hard',
+                             'shutdown')
+        self.assertActiveRunning(outcome)
+        self.assertEqual(['HARD'], outcome.reboots)
+        self.assertDecision(outcome, 'reboot_hard',
+                            ('stopped', 'rebooting_hard', 'shutdown'))
+
+    def test_hard_reboot_crash_reboot_pending_hard_guest_off(self):
+        outcome = self.run_scenario('hard_reboot_pending_hard')
+        self.assertCrashedAt(outcome, 'stopped', 'reboot_pending_hard',
+                             'shutdown')
+        self.assertActiveRunning(outcome)
+        self.assertEqual(['HARD'], outcome.reboots)
+        self.assertDecision(outcome, 'reboot_hard',
+                            ('stopped', 'reboot_pending_hard', 'shutdown'))
+
+    def test_hard_reboot_crash_reboot_started_hard_guest_off(self):
+        outcome = self.run_scenario('hard_reboot_started_hard')
+        self.assertCrashedAt(outcome, 'active', 'reboot_started_hard',
+                             'shutdown')
+        self.assertActiveRunning(outcome)
+        self.assertEqual(['HARD'], outcome.reboots)
+        self.assertDecision(outcome, 'reboot_hard',
+                            ('active', 'reboot_started_hard', 'shutdown'))
+
+    def test_hard_reboot_of_error_instance_crash(self):
+        outcome = self.run_scenario('hard_reboot_error_instance')
+        self.assertCrashedAt(outcome, 'error', 'reboot_started_hard',
+                             'shutdown')
+        self.assertActiveRunning(outcome)
+        self.assertEqual(['HARD'], outcome.reboots)
+        self.assertDecision(outcome, 'reboot_hard',
+                            ('error', 'reboot_started_hard', 'shutdown'))
+
+    def test_failing_recovery_sets_error_and_compute_starts(self):
+        outcome = self.run_scenario('startup_reboot_fails')
+        self.assertCrashedAt(outcome, 'active', 'reboot_started', 'shutdown')
+        self.assertTrue(outcome.started, outcome.start_error)
+        self.assertEqual(('error', None), outcome.after[:2])
+        self.assertDecision(outcome, 'reboot_hard',
+                            ('active', 'reboot_started', 'shutdown'),
+                            result='failed')
+        self.assertIn('qemu died at start-up',
+                      outcome.decision['error'])
+        # The compute service is up and serves the host.
+        services = self.admin_api.get_services(binary='nova-compute',
+                                               host=scenarios.HOST)
+        self.assertEqual('up', services[0]['state'])
+
+    def test_report_document(self):
+        """The start-up report: default path under state_path, one row per
+        instance with a task_state, none for a stable instance."""
+        stable = scenarios.boot(self)
+        crashed_server = self._create_server(networks='none')
+        crashed = self.crash_at(scenarios.DOMAIN, 'shutdown', when='after')
+        self.api.post_server_action(crashed_server['id'],
+                                    {'reboot': {'type': 'SOFT'}})
+        self.wait_for_crash(crashed)
+        self.restart_compute_service(scenarios.HOST)
+        path = CONF.guardrails.report_path
+        self.assertEqual(
+            '%s/guardrails/startup-report.json' % self.state_path, path)
+        with open(path) as f:
+            report = json.load(f)
+        self.assertEqual('completed', report['status'])
+        self.assertEqual(scenarios.HOST, report['host'])
+        self.assertEqual(['recovery_table'], report['guards'])
+        self.assertEqual([crashed_server['id']],
+                         [d['instance_uuid'] for d in report['decisions']])
+        self.assertNotIn(stable['id'], json.dumps(report))
+
+
+class NovaAloneRebootRecoveryTest(_Base):
+    """The same crashes with nova alone: what nova 34 does by itself."""
+
+    NOVA_CONF = harness.NOVA_ALONE_CONF
+
+    def setUp(self):
+        super().setUp()
+        self.assertFalse(hasattr(CONF, 'guardrails') and
+                         'GuardrailsDriver' in CONF.compute_driver)
+
+    def test_bug_1072751(self):
+        # nova has carried the fix for bug 1072751 since 2015: alone it
+        # also recovers seed 000 with a HARD reboot.
+        outcome = self.run_scenario('soft_reboot_guest_off')
+        self.assertCrashedAt(outcome, 'active', 'reboot_started', 'shutdown')
+        self.assertActiveRunning(outcome)
+        self.assertEqual(['HARD'], outcome.reboots)
+        self.assertIsNone(outcome.decision)
+
+    def test_soft_reboot_guest_running_no_second_reboot(self):
+        outcome = self.run_scenario('soft_reboot_guest_running')
+        self.assertActiveRunning(outcome)
+        self.assertEqual([], outcome.reboots)
+
+    def test_hard_reboot_crash_reboot_started_hard_guest_off(self):
+        outcome = self.run_scenario('hard_reboot_started_hard')
+        self.assertActiveRunning(outcome)
+        self.assertEqual(['HARD'], outcome.reboots)
+
+    def test_hard_reboot_of_error_instance_crash_stays_stuck(self):
+        outcome = self.run_scenario('hard_reboot_error_instance')
+        self.assertCrashedAt(outcome, 'error', 'reboot_started_hard',
+                             'shutdown')
+        self.assertTrue(outcome.started)
+        self.assertEqual(('error', 'reboot_started_hard'),
+                         outcome.after[:2])
+        self.assertEqual('shutdown', outcome.guest_after)
+        self.assertEqual([], outcome.reboots)
+        self.assertEqual('stuck', outcome.verdict)
+
+    def test_failing_recovery_stops_nova_compute(self):
+        outcome = self.run_scenario('startup_reboot_fails')
+        self.assertFalse(outcome.started)
+        self.assertIn('qemu died at start-up', outcome.start_error)
+        self.assertEqual('compute down', outcome.verdict)
