@@ -12,45 +12,41 @@ GROUP = 'guardrails'
 guardrails_group = cfg.OptGroup(
     GROUP,
     title='nova-guardrails options',
-    help="""
-Options of nova-guardrails, a wrapper driver for nova-compute. Enable it with
-``[DEFAULT] compute_driver = guardrails.GuardrailsDriver`` and name the real
-virt driver in ``[guardrails] driver``.
-""")
+    help='Options of nova-guardrails, a wrapper around the virt driver of '
+         'nova-compute. Enable it with ``[DEFAULT] compute_driver = '
+         'guardrails.GuardrailsDriver`` and name the real driver in '
+         '``[guardrails] driver``.')
 
 guardrails_opts = [
     cfg.StrOpt(
         'driver',
-        help="""
-The real virt driver that nova-guardrails wraps, named as ``[DEFAULT]
-compute_driver`` would name it without nova-guardrails, for example
-``libvirt.LibvirtDriver``. Required when ``[DEFAULT] compute_driver`` is
-``guardrails.GuardrailsDriver``; nova-compute refuses to start without it.
-The ironic driver is refused: nova keys its ironic handling on the value of
-``[DEFAULT] compute_driver``, which the wrapper would hide.
-"""),
+        help='The real virt driver that nova-guardrails wraps, named as '
+             '``[DEFAULT] compute_driver`` would name it without '
+             'nova-guardrails, for example ``libvirt.LibvirtDriver``. '
+             'Required when ``[DEFAULT] compute_driver`` is '
+             '``guardrails.GuardrailsDriver``: nova-compute refuses to start '
+             'without it.\n\n'
+             'The ironic driver is refused: nova keys its ironic handling on '
+             'the value of ``[DEFAULT] compute_driver``, which the wrapper '
+             'would hide.'),
     cfg.ListOpt(
         'enabled_guards',
         default=['recovery_table'],
-        help="""
-Guards to load, by their entry point name in the ``nova_guardrails.guards``
-namespace, run in the order given. An unknown name stops nova-compute at
-start-up. An empty list loads the real driver with no guard at all.
-
-Guards shipped with nova-guardrails:
-
-* ``recovery_table``: drives every instance of the host caught in a
-  transitional task_state at start-up to a stable state by an explicit table.
-"""),
+        help='Guards to load, by entry point name in the '
+             '``nova_guardrails.guards`` namespace, run in the order given. '
+             'An unknown or repeated name stops nova-compute at start-up. An '
+             'empty value wraps the real driver with no guard at all.\n\n'
+             'Guards shipped with nova-guardrails:\n\n'
+             '* ``recovery_table``: at start-up, drives every instance of '
+             'the host caught in a transitional task_state to a stable state '
+             'by an explicit table (``nova-guardrails table`` prints it).'),
     cfg.StrOpt(
         'report_path',
         default='$state_path/guardrails/startup-report.json',
-        sample_default='$state_path/guardrails/startup-report.json',
-        help="""
-Where nova-compute writes the start-up report: a JSON document with one row
-per guard decision (instance uuid, state before, action, state after),
-rewritten at every start-up. The directory is created if missing.
-"""),
+        help='Where nova-compute writes the start-up report: a JSON '
+             'document with one row per guard decision (instance uuid, '
+             'state before, action, state after), replaced at every '
+             'start-up. The directory is created when missing.'),
 ]
 
 

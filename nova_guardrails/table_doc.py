@@ -3,12 +3,13 @@
 from nova_guardrails import recovery
 
 
-def _states(states, universe, label):
+def _states(states, universe):
+    """``'any'``, the names, or ``'any but ...'`` when that is shorter."""
     if states == universe:
         return 'any'
     rest = universe - states
     if len(rest) < len(states):
-        return 'not ' + ', '.join(sorted(rest))
+        return 'any but ' + ', '.join(sorted(rest))
     return ', '.join(sorted(states))
 
 
@@ -21,8 +22,8 @@ def rows():
             ', '.join(sorted(rule.task_states))
             if rule.task_states != recovery.COVERED else
             'every covered task_state',
-            _states(rule.vm_states, recovery.ALL_VM_STATES, 'vm_state'),
-            _states(rule.power_states, recovery.ALL_POWER_STATES, 'power'),
+            _states(rule.vm_states, recovery.ALL_VM_STATES),
+            _states(rule.power_states, recovery.ALL_POWER_STATES),
             rule.action, rule.by, rule.reason))
     return out
 

@@ -120,3 +120,18 @@ class TableValidationTest(unittest.TestCase):
                          (dict(power_states=frozenset()), 'no power')):
             self.assertRaisesRegex(recovery.TableError, text,
                                    recovery.build_index, [self.rule(**kw)])
+
+
+class DocumentedTableTest(unittest.TestCase):
+
+    def test_doc_is_current(self):
+        import os
+        from nova_guardrails import table_doc
+        path = os.path.join(os.path.dirname(__file__), '..', '..', 'doc',
+                            'recovery-table.md')
+        with open(path) as f:
+            committed = f.read()
+        self.assertTrue(
+            committed.endswith(table_doc.markdown()),
+            'doc/recovery-table.md is out of date: regenerate it with '
+            '`nova-guardrails table`')
