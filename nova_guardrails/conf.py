@@ -39,7 +39,11 @@ guardrails_opts = [
              'Guards shipped with nova-guardrails:\n\n'
              '* ``recovery_table``: at start-up, drives every instance of '
              'the host caught in a transitional task_state to a stable state '
-             'by an explicit table (``nova-guardrails table`` prints it).'),
+             'by an explicit table (``nova-guardrails table`` prints it).\n'
+             '* ``host_identity``: refuses to start when this hypervisor is '
+             'registered to another nova-compute host or runs guests of '
+             'another host (nova bug 1419785), and destroys guests evacuated '
+             'away only on complete evidence.'),
     cfg.StrOpt(
         'report_path',
         default='$state_path/guardrails/startup-report.json',
@@ -47,6 +51,23 @@ guardrails_opts = [
              'document with one row per guard decision (instance uuid, '
              'state before, action, state after), replaced at every '
              'start-up. The directory is created when missing.'),
+    cfg.ListOpt(
+        'allow_takeover_from',
+        default=[],
+        help='``host_identity`` guard: hosts this nova-compute may take a '
+             'hypervisor over from, in a planned takeover. When this '
+             'hypervisor\'s compute node, or a guest on it, is recorded '
+             'for one of these hosts, nova-compute logs it and starts; for '
+             'any other host it refuses to start. Remove the value once '
+             'the takeover is done.'),
+    cfg.IntOpt(
+        'max_startup_destroys',
+        min=0,
+        default=None,
+        help='``host_identity`` guard: the most guests nova-compute may '
+             'destroy at start-up as evacuated to another host. When more '
+             'would be destroyed, nova-compute refuses to start, lists them '
+             'and destroys none. Unset: no limit.'),
 ]
 
 

@@ -70,17 +70,20 @@ class Decision:
         says what) or ``'refused'`` (a destructive action was blocked).
     :ivar executed_by: ``'guardrails'`` or ``'nova'`` (delegated to nova's
         own code, as nova alone would have done).
+    :ivar node: the hypervisor node, for decisions about a node rather than
+        an instance (``instance_uuid`` is then ``None``).
     """
 
     guard: str
-    instance_uuid: str
-    before: InstanceState
+    instance_uuid: str | None
+    before: InstanceState | None
     action: str
     reason: str
     after: InstanceState | None = None
     outcome: str = 'done'
     executed_by: str = 'guardrails'
     error: str | None = None
+    node: str | None = None
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -115,10 +118,13 @@ class StartupReport:
         """Keep ``decision`` as a report row and log it as one line."""
         self.decisions.append(decision)
         log = LOG.warning if decision.outcome != 'done' else LOG.info
-        log('guardrails %(guard)s: instance %(uuid)s before [%(before)s] '
+        log('guardrails %(guard)s: %(subject)s before [%(before)s] '
             'action %(action)s by %(by)s (%(reason)s) -> %(outcome)s, after '
             '[%(after)s]%(error)s',
-            {'guard': decision.guard, 'uuid': decision.instance_uuid,
+            {'guard': decision.guard,
+             'subject': ('instance %s' % decision.instance_uuid
+                         if decision.instance_uuid else
+                         'node %s' % decision.node),
              'before': decision.before, 'action': decision.action,
              'by': decision.executed_by, 'reason': decision.reason,
              'outcome': decision.outcome, 'after': decision.after,

@@ -21,6 +21,8 @@ import os
 import threading
 import time
 
+from unittest import mock
+
 import fixtures
 from nova.compute import power_state
 import nova.conf
@@ -31,6 +33,7 @@ from nova.tests.functional import integrated_helpers
 from nova.tests.functional.libvirt import base
 from nova.virt.libvirt import guest as libvirt_guest
 from oslo_config import fixture as config_fixture
+from oslo_utils.fixture import uuidsentinel as uuids
 
 CONF = nova.conf.CONF
 
@@ -184,6 +187,47 @@ class GuardrailsTestBase(base.ServersTestBase,
     def wait_for_crash(self, crashed, timeout=30):
         if not crashed.wait(timeout):
             self.fail('the crash point was not reached in %ss' % timeout)
+
+    # Services -------------------------------------------------------------
+
+    def stop_compute(self, hostname):
+        """Stop nova-compute ``hostname``; its hypervisor (the fake libvirt
+        connection and its domains) is returned, to start a service on it
+        again with :meth:`start_compute_on`."""
+        compute = self.computes.pop(hostname)
+        self.compute_rp_uuids.pop(hostname, None)
+        connection = compute.manager.driver._host.get_connection()
+        compute.stop()
+        return connection
+
+    def start_compute_on(self, hostname, connection):
+        """Start nova-compute ``hostname`` over an existing hypervisor.
+
+        Like ``ServersTestBase.start_compute(connection=...)``, without its
+        look-up of a placement provider named ``hostname``: a service over
+        another host's hypervisor registers under that hypervisor's name.
+        The node uuid is the one ``start_compute`` gives ``hostname``.
+        """
+        self.assertNotIn(hostname, self.computes)
+        saved = self.mock_conn.return_value
+        self.mock_conn.return_value = connection
+        try:
+            with mock.patch('nova.virt.node.get_local_node_uuid',
+                            return_value=str(getattr(
+                                uuids, 'node_%s' % hostname))):
+                compute = self.start_service('compute', host=hostname)
+                compute.driver._host.get_connection = lambda: connection
+                compute.driver._host.get_node_uuid()
+        finally:
+            self.mock_conn.return_value = saved
+        self.computes[hostname] = compute
+        return compute
+
+    def compute_nodes(self, hypervisor_hostname=None):
+        """Non-deleted compute node records, optionally of one hypervisor."""
+        ctxt = nova_context.get_admin_context()
+        return [cn for cn in objects.ComputeNodeList.get_all(ctxt)
+                if hypervisor_hostname in (None, cn.hypervisor_hostname)]
 
     # Hypervisor ----------------------------------------------------------
 

@@ -1,0 +1,348 @@
+"""host_identity guard on real nova 34 (issue 5; seed 003, nova bug 1419785).
+
+Two nova-compute services over one fake hypervisor are two services started
+with the same fakelibvirt connection (its domains and its hostname), one
+after the other, as an HA pair fails over. Every case runs guarded and with
+nova alone (libvirt.LibvirtDriver loaded the same way).
+"""
+
+from nova import context as nova_context
+from nova import objects
+from nova.tests.fixtures import libvirt as fakelibvirt
+
+from nova_guardrails import exception
+from nova_guardrails.lab import harness
+
+GUARDED = """
+[DEFAULT]
+compute_driver = guardrails.GuardrailsDriver
+[guardrails]
+driver = libvirt.LibvirtDriver
+enabled_guards = recovery_table, host_identity
+"""
+
+A, B, C = 'hostA', 'hostB', 'hostC'
+
+
+class _Base(harness.GuardrailsTestBase):
+    NOVA_CONF = GUARDED
+
+    def boot(self, host, count=1):
+        return [self._create_server(networks='none', host=host)
+                for _ in range(count)]
+
+    def guests(self, connection, servers):
+        """{server id: power state name of its domain on connection}."""
+        return {s['id']: self.guest_power_state_on(connection, s)
+                for s in servers}
+
+    def records(self, servers):
+        return {s['id']: (self.api.get_server(s['id'])
+                          ['OS-EXT-SRV-ATTR:host'],
+                          self.api.get_server(s['id'])['status'])
+                for s in servers}
+
+    def services(self, host):
+        return self.admin_api.get_services(binary='nova-compute', host=host)
+
+    def decisions(self, host):
+        import json
+        with open(self.report_path()) as f:
+            return json.load(f)['decisions']
+
+    def report_path(self):
+        import nova.conf
+        return nova.conf.CONF.guardrails.report_path
+
+
+class _Standby(_Base):
+
+    def standby_history(self):
+        """A starts; the standby B starts once over A's hypervisor while it
+        is empty; A runs two guests and dies. Returns (servers, hypervisor).
+        """
+        self.start_compute(A)
+        connection = self.stop_compute(A)
+        self.start_compute_on(B, connection)
+        self.stop_compute(B)
+        self.start_compute_on(A, connection)
+        servers = self.boot(A, 2)
+        return servers, self.stop_compute(A)
+
+
+class GuardedStandbyTest(_Standby):
+
+    def test_second_compute_node(self):
+        self.start_compute(A)
+        connection = self.stop_compute(A)
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, B, connection)
+        message = str(error)
+        for text in ('hypervisor node(s) hostA', 'host hostA',
+                     'this nova-compute is host hostB',
+                     '[DEFAULT] host = hostA',
+                     '[guardrails] allow_takeover_from = hostA'):
+            self.assertIn(text, message)
+        # Nothing was written: no service, no second node for hostA.
+        self.assertEqual([], self.services(B))
+        self.assertEqual([A], [n.host for n in self.compute_nodes(A)])
+        [row] = self.decisions(B)
+        self.assertEqual(('refuse_start', 'refused', 'hostA'),
+                         (row['action'], row['outcome'], row['node']))
+
+    def test_bug_1419785(self):
+        """The standby registered over A's hypervisor before guardrails was
+        enabled (nova alone allows it while the hypervisor is empty); A ran
+        guests, died; B starts with guardrails."""
+        self.use_nova_conf(harness.NOVA_ALONE_CONF)
+        servers, connection = self.standby_history()
+        before = self.records(servers)
+        self.use_nova_conf(self.NOVA_CONF)
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, B, connection)
+        message = str(error)
+        for text in ('hypervisor node(s) hostA', 'host hostA',
+                     'this nova-compute is host hostB',
+                     '[DEFAULT] host = hostA',
+                     'allow_takeover_from = hostA'):
+            self.assertIn(text, message)
+        self.assertEqual({s['id']: 'running' for s in servers},
+                         self.guests(connection, servers))
+        self.assertEqual(before, self.records(servers))
+        # A planned takeover from A: logged, and B starts.
+        self.use_nova_conf('[guardrails]\nallow_takeover_from = hostA\n')
+        self.start_compute_on(B, connection)
+        self.assertEqual('up', self.services(B)[0]['state'])
+        self.assertEqual({s['id']: 'running' for s in servers},
+                         self.guests(connection, servers))
+        self.assertEqual(before, self.records(servers))
+
+    def test_new_standby_over_guests(self):
+        self.start_compute(A)
+        servers = self.boot(A, 2)
+        connection = self.stop_compute(A)
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, B, connection)
+        # host_identity speaks first, before nova's own check.
+        self.assertIn('hypervisor node(s) hostA', str(error))
+        self.assertEqual([], self.services(B))
+        self.assertEqual([A], [n.host for n in self.compute_nodes(A)])
+        self.assertEqual({s['id']: 'running' for s in servers},
+                         self.guests(connection, servers))
+
+    def test_foreign_guests_alone_refuse_start(self):
+        """The node check alone passes (takeover allowed for the node only
+        is not possible), so test the guest check on its own: a guest of
+        host C appears on A's hypervisor."""
+        self.start_compute(A)
+        self.start_compute(C)
+        [server] = self.boot(C)
+        conn_a = self.computes[A].driver._host.get_connection()
+        conn_c = self.computes[C].driver._host.get_connection()
+        xml = conn_c.lookupByUUIDString(server['id']).XMLDesc(0)
+        conn_a.createXML(xml, 0)
+        self.stop_compute(A)
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, A, conn_a)
+        message = str(error)
+        for text in ('1 guest(s)', '%s (host hostC)' % server['id'],
+                     'this host hostA', '[DEFAULT] host = hostC',
+                     'allow_takeover_from = hostC'):
+            self.assertIn(text, message)
+        self.assertEqual('running',
+                         self.guest_power_state_on(conn_a, server))
+        [row] = self.decisions(A)
+        self.assertEqual((server['id'], 'refuse_start'),
+                         (row['instance_uuid'], row['action']))
+
+    def test_refusal_lists_ten_then_counts(self):
+        self.flags(instances=-1, group='quota')
+        self.start_compute(A)
+        self.start_compute(C)
+        servers = self.boot(C, 12)
+        conn_a = self.computes[A].driver._host.get_connection()
+        conn_c = self.computes[C].driver._host.get_connection()
+        for server in servers:
+            conn_a.createXML(
+                conn_c.lookupByUUIDString(server['id']).XMLDesc(0), 0)
+        self.stop_compute(A)
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, A, conn_a)
+        self.assertIn('12 guest(s)', str(error))
+        self.assertIn('and 2 more', str(error))
+        self.assertEqual(10, str(error).count('(host hostC)'))
+
+
+class NovaAloneStandbyTest(_Standby):
+    NOVA_CONF = harness.NOVA_ALONE_CONF
+
+    def test_second_compute_node(self):
+        self.start_compute(A)
+        connection = self.stop_compute(A)
+        self.start_compute_on(B, connection)
+        # nova alone: a second compute node for the same hypervisor, so
+        # placement counts the machine twice.
+        self.assertEqual({A, B}, {n.host for n in self.compute_nodes(A)})
+
+    def test_bug_1419785(self):
+        servers, connection = self.standby_history()
+        before = self.records(servers)
+        self.start_compute_on(B, connection)
+        # nova 34 alone starts B over A's guests: they are not destroyed
+        # (no evacuation record), but no service manages them any more,
+        # and two compute nodes describe the one hypervisor.
+        self.assertEqual('up', self.services(B)[0]['state'])
+        self.assertEqual({s['id']: 'running' for s in servers},
+                         self.guests(connection, servers))
+        self.assertEqual(before, self.records(servers))
+        self.assertEqual({A, B}, {n.host for n in self.compute_nodes(A)})
+
+    def test_new_standby_over_guests(self):
+        self.start_compute(A)
+        servers = self.boot(A, 2)
+        connection = self.stop_compute(A)
+        # nova >= 27 refuses a new service over a hypervisor with guests.
+        error = self.assertRaises(Exception, self.start_compute_on, B,
+                                  connection)
+        self.assertIn('My hypervisor has existing instances', str(error))
+        self.assertEqual({s['id']: 'running' for s in servers},
+                         self.guests(connection, servers))
+
+    def test_foreign_guests(self):
+        self.start_compute(A)
+        self.start_compute(C)
+        [server] = self.boot(C)
+        conn_a = self.computes[A].driver._host.get_connection()
+        conn_c = self.computes[C].driver._host.get_connection()
+        conn_a.createXML(
+            conn_c.lookupByUUIDString(server['id']).XMLDesc(0), 0)
+        self.stop_compute(A)
+        self.start_compute_on(A, conn_a)
+        # nova alone starts: the guest runs on two hypervisors.
+        self.assertEqual('running', self.guest_power_state_on(conn_a,
+                                                              server))
+        self.assertEqual('running', self.guest_power_state_on(conn_c,
+                                                              server))
+
+
+class _Evacuation(_Base):
+    """Server on A; A goes down; the server is evacuated to C; A restarts
+    over its old hypervisor, where the evacuated guest still is."""
+
+    def evacuate_while_down(self, count=1, crash_destination=False):
+        self.start_compute(A)
+        self.start_compute(C)
+        servers = self.boot(A, count)
+        connection = self.stop_compute(A)
+        self.force_down(A, True)
+        if crash_destination:
+            crashed = self.crash_at('nova.compute.manager.ComputeManager',
+                                    'rebuild_instance', when='before')
+            for server in servers:
+                self.admin_api.post_server_action(server['id'],
+                                                  {'evacuate': {}})
+            self.wait_for_crash(crashed)
+        else:
+            for server in servers:
+                self._evacuate_server(server, expected_host=C)
+        return servers, connection
+
+    def force_down(self, host, down):
+        [service] = self.services(host)
+        self.admin_api.put_service_force_down(service['id'], down)
+
+    def migration_status(self, server):
+        ctxt = nova_context.get_admin_context()
+        [migration] = objects.MigrationList.get_by_filters(
+            ctxt, {'instance_uuid': server['id']})
+        return migration.status
+
+
+class GuardedEvacuationTest(_Evacuation):
+
+    def test_complete_evidence_destroyed_as_nova_does(self):
+        [server], connection = self.evacuate_while_down()
+        self.start_compute_on(A, connection)
+        self.assertEqual('pending', self.guest_power_state_on(connection,
+                                                              server))
+        self.assertEqual('completed', self.migration_status(server))
+        [row] = self.decisions(A)
+        self.assertEqual(('destroy', 'nova', 'done'),
+                         (row['action'], row['executed_by'],
+                          row['outcome']))
+        self.assertIn('evacuated to hostC', row['reason'])
+
+    def test_incomplete_evidence_powered_off_and_kept(self):
+        [server], connection = self.evacuate_while_down(
+            crash_destination=True)
+        self.assertEqual('accepted', self.migration_status(server))
+        self.assertEqual(A, self.instance(server).host)
+        self.start_compute_on(A, connection)
+        dom = connection.lookupByUUIDString(server['id'])
+        self.assertEqual(fakelibvirt.VIR_DOMAIN_SHUTOFF, dom.info()[0])
+        [row] = self.decisions(A)
+        self.assertEqual('power_off_keep', row['action'])
+        self.assertIn('evacuation', row['reason'])
+        self.assertIn('is accepted and the instance is still recorded on '
+                      'this host', row['reason'])
+        self.assertEqual('shutdown', row['after']['power_state'])
+
+    def test_unknown_destination_powered_off_and_kept(self):
+        [server], connection = self.evacuate_while_down()
+        ctxt = nova_context.get_admin_context()
+        objects.Service.get_by_compute_host(ctxt, C).destroy()
+        self.start_compute_on(A, connection)
+        self.assertEqual('shutdown', self.guest_power_state_on(connection,
+                                                               server))
+        [row] = self.decisions(A)
+        self.assertEqual('power_off_keep', row['action'])
+        self.assertIn('destination hostC has no nova-compute service',
+                      row['reason'])
+
+    def test_max_startup_destroys(self):
+        servers, connection = self.evacuate_while_down(count=2)
+        self.use_nova_conf('[guardrails]\nmax_startup_destroys = 1\n')
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, A, connection)
+        message = str(error)
+        self.assertIn('2 guest(s) would be destroyed', message)
+        self.assertIn('max_startup_destroys = 1', message)
+        for server in servers:
+            self.assertIn('%s (to hostC)' % server['id'], message)
+            self.assertEqual('running',
+                             self.guest_power_state_on(connection, server))
+            self.assertEqual('done', self.migration_status(server))
+        # Within the limit, nova's clean-up runs.
+        self.use_nova_conf('[guardrails]\nmax_startup_destroys = 2\n')
+        self.start_compute_on(A, connection)
+        for server in servers:
+            self.assertEqual('pending',
+                             self.guest_power_state_on(connection, server))
+
+
+class NovaAloneEvacuationTest(_Evacuation):
+    NOVA_CONF = harness.NOVA_ALONE_CONF
+
+    def test_complete_evidence_destroyed(self):
+        [server], connection = self.evacuate_while_down()
+        self.start_compute_on(A, connection)
+        self.assertEqual('pending', self.guest_power_state_on(connection,
+                                                              server))
+
+    def test_incomplete_evidence_destroyed(self):
+        # nova alone destroys the only guest of an evacuation that its
+        # destination never started.
+        [server], connection = self.evacuate_while_down(
+            crash_destination=True)
+        self.assertEqual(A, self.instance(server).host)
+        self.start_compute_on(A, connection)
+        self.assertEqual('pending', self.guest_power_state_on(connection,
+                                                              server))
+
+    def test_unknown_destination_destroyed(self):
+        [server], connection = self.evacuate_while_down()
+        ctxt = nova_context.get_admin_context()
+        objects.Service.get_by_compute_host(ctxt, C).destroy()
+        self.start_compute_on(A, connection)
+        self.assertEqual('pending', self.guest_power_state_on(connection,
+                                                              server))
