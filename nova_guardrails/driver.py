@@ -72,10 +72,12 @@ def _build_real_driver(virtapi, kwargs):
         raise exception.GuardrailsConfigError(reason=(
             '[guardrails] driver = %s would wrap nova-guardrails in itself; '
             'name the real driver, for example libvirt.LibvirtDriver' % name))
-    if module in _REFUSED_DRIVERS:
-        raise exception.GuardrailsConfigError(reason=(
-            '[guardrails] driver = %s is not supported: %s' % (
-                name, _REFUSED_DRIVERS[module])))
+    for refused, why in _REFUSED_DRIVERS.items():
+        # The same test as nova's: the name anywhere in the driver's name.
+        if refused in name.lower():
+            raise exception.GuardrailsConfigError(reason=(
+                '[guardrails] driver = %s is not supported: %s' % (
+                    name, why)))
     try:
         real = importutils.import_object('nova.virt.%s' % name, virtapi,
                                          **kwargs)

@@ -49,7 +49,9 @@ ANY_POWER = ALL_POWER_STATES
 
 #: Action vocabulary: name -> (what it does, the state it ends in).
 ACTIONS = {
-    'clear': 'set task_state None; vm_state and the guest untouched',
+    'clear': 'set task_state None; then nova\'s normal start-up path '
+             '(VIFs plugged; with resume_guests_state_on_host_boot, a guest '
+             'recorded running but found off is started)',
     'clear_active': 'set task_state None and vm_state active (the guest '
                     'runs); then nova\'s normal start-up path',
     'reboot_soft': 'run the soft reboot again (ComputeManager.'
@@ -57,8 +59,10 @@ ACTIONS = {
     'reboot_hard': 'rewrite task_state to reboot_pending_hard, then run a '
                    'HARD reboot (ComputeManager.reboot_instance HARD)',
     'error': 'set vm_state error and task_state None',
-    'leave': 'nothing: the instance keeps its task_state (stuck until an '
-             'operator resets it)',
+    'skip': 'nothing: nova\'s _init_instance returns early; the instance '
+            'keeps its task_state',
+    'leave': 'the instance keeps its task_state (stuck until an operator '
+             'resets it); nova\'s normal start-up path still runs',
     'complete_deletion': 'finish deleting the database records '
                          '(ComputeManager._complete_partial_deletion)',
     'rerun_delete': 'delete the instance again (ComputeManager.'
@@ -67,7 +71,9 @@ ACTIONS = {
     'rerun_start': 'start the instance again (ComputeManager.start_instance)',
     'unpause': 'unpause the guest (ComputeManager.unpause_instance)',
     'revert_resize': 'revert the interrupted resize on this host (driver '
-                     'finish_revert_migration), then task_state None',
+                     'finish_revert_migration), then task_state None (if '
+                     'plugging VIFs fails first: vm_state error, task_state '
+                     'kept)',
     'reset_live_migration': 'abort the live migration and reset its state '
                             '(ComputeManager._reset_live_migration)',
 }
@@ -135,21 +141,22 @@ G, N = BY_GUARDRAILS, BY_NOVA
 
 RULES = [
     # vm_states nova settles first, whatever the task_state.
-    _rule(COVERED, [vs.SOFT_DELETED], ANY_POWER, 'leave', N,
+    _rule(COVERED, [vs.SOFT_DELETED], ANY_POWER, 'skip', N,
           'soft-deleted: left to the reclaim periodic task'),
     _rule(COVERED, [vs.DELETED], ANY_POWER, 'complete_deletion', N,
           'deleted in the database: finish the partial deletion'),
     _rule(COVERED, [vs.BUILDING], ANY_POWER, 'error', N,
           'compute stopped before the build finished'),
     _rule(NOVA_HANDLED - REBOOT - ERROR_HANDLED_BY_NOVA, [vs.ERROR],
-          ANY_POWER, 'leave', N,
+          ANY_POWER, 'skip', N,
           'nova skips instances in vm_state error at start-up'),
 
     # Soft reboot (seed 000, nova bug 1072751).
     _rule([ts.REBOOTING, ts.REBOOT_STARTED], SOFT_REBOOT_VM, RUNNING,
           'clear_active', G,
-          'the guest runs: the soft reboot happened or was not needed; no '
-          'second reboot'),
+          'the guest runs: the reboot completed or never reached it; no '
+          'second reboot (as nova; a guest still shutting down is stopped '
+          'later by the power-state sync)'),
     _rule([ts.REBOOTING, ts.REBOOT_STARTED], SOFT_REBOOT_VM, NOT_RUNNING,
           'reboot_hard', G,
           'interrupted after the guest was shut down: retried as HARD, '
@@ -177,7 +184,8 @@ RULES = [
           'the guest runs again: the driver finished the reboot'),
     _rule([ts.REBOOTING_HARD], HARD_REBOOT_VM - {vs.ERROR}, RUNNING,
           'clear_active', G,
-          'the guest runs and the reboot never started on this host'),
+          'the guest runs and the reboot never started on this host: '
+          'dropped, as nova does (a request still queued is issue 3\'s)'),
     _rule([ts.REBOOTING_HARD], [vs.ERROR], RUNNING, 'reboot_hard', G,
           'a hard reboot asked to reset an instance in error never '
           'started: run it rather than declare the instance active'),

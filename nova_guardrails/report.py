@@ -108,11 +108,14 @@ class StartupReport:
         self.status = 'not started'
 
     def begin(self):
-        """Start a new start-up: forget earlier decisions."""
+        """Start a new start-up: forget earlier decisions and replace the
+        previous report with one whose status is ``running``, so a start-up
+        that dies leaves no stale ``completed`` report behind."""
         self.decisions = []
         self.started_at = _now()
         self.finished_at = None
         self.status = 'running'
+        self._write()
 
     def record(self, decision):
         """Keep ``decision`` as a report row and log it as one line."""
@@ -150,6 +153,13 @@ class StartupReport:
         """
         self.status = status
         self.finished_at = _now()
+        if self._write():
+            LOG.info('guardrails: start-up report (%(n)d decisions, '
+                     '%(status)s) written to %(path)s',
+                     {'n': len(self.decisions), 'status': status,
+                      'path': self.path})
+
+    def _write(self):
         try:
             directory = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(directory, exist_ok=True)
@@ -162,11 +172,8 @@ class StartupReport:
         except OSError:
             LOG.exception('guardrails: could not write the start-up report '
                           'to %s ([guardrails] report_path)', self.path)
-            return
-        LOG.info('guardrails: start-up report (%(n)d decisions, %(status)s) '
-                 'written to %(path)s',
-                 {'n': len(self.decisions), 'status': status,
-                  'path': self.path})
+            return False
+        return True
 
 
 def _now():

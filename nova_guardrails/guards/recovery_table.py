@@ -13,56 +13,76 @@ Differences from nova 34 alone (everything else is nova's own code path):
   (nova skips error instances at start-up and leaves it stuck);
 * a stale soft/hard reboot task_state in a vm_state nova-api never reboots
   from is cleared instead of left or turned into a reboot;
-* an action that raises sets that one instance to error and start-up goes
-  on; nova alone lets the exception out of ``init_host`` and nova-compute
-  does not start.
+* an action that raises is contained: the instance stays as the failed
+  action left it, the report says why, and start-up goes on for the other
+  instances (nova alone lets the exception out of ``init_host`` and
+  nova-compute does not start). Systemic errors (database, message bus) and
+  refusals of other guards still stop start-up;
+* when a request reaches the instance while the guard decides (nova-api
+  accepts requests during start-up), the guard's save fails on the expected
+  task_state and the guard changes nothing more (``preempted``).
 """
 
 from nova.compute import task_states
 from nova.compute import vm_states
+from nova import exception as nova_exception
+from oslo_db import exception as db_exception
 from oslo_log import log as logging
+import oslo_messaging
 
+from nova_guardrails import exception
 from nova_guardrails.guards import base
 from nova_guardrails import recovery
 from nova_guardrails import report as report_mod
 
 LOG = logging.getLogger(__name__)
 
+#: Errors that are not about one instance: start-up stops, as with nova
+#: alone.
+SYSTEMIC = (exception.StartupRefused, db_exception.DBConnectionError,
+            oslo_messaging.MessagingTimeout)
 
-def _save(instance, expected_task_state, **changes):
+
+def _save(instance, **changes):
+    """Save ``changes`` only if the task_state is still the one decided on
+    (raises UnexpectedTaskStateError otherwise)."""
+    expected = instance.task_state
     for field, value in changes.items():
         setattr(instance, field, value)
-    instance.save(expected_task_state=[expected_task_state])
+    instance.save(expected_task_state=[expected])
 
 
-def _clear(manager, context, instance, nova_init_instance):
-    _save(instance, instance.task_state, task_state=None)
-    nova_init_instance(context, instance)
+def _clear(manager, context, instance):
+    _save(instance, task_state=None)
+    return True
 
 
-def _clear_active(manager, context, instance, nova_init_instance):
-    _save(instance, instance.task_state, task_state=None,
-          vm_state=vm_states.ACTIVE)
-    nova_init_instance(context, instance)
+def _clear_active(manager, context, instance):
+    _save(instance, task_state=None, vm_state=vm_states.ACTIVE)
+    return True
 
 
-def _reboot_soft(manager, context, instance, nova_init_instance):
+def _reboot_soft(manager, context, instance):
     manager.reboot_instance(context, instance, block_device_info=None,
                             reboot_type='SOFT')
+    return False
 
 
-def _reboot_hard(manager, context, instance, nova_init_instance):
+def _reboot_hard(manager, context, instance):
     # ComputeManager._reboot_instance saves with expected_task_state in
     # hard_reboot_states; from a soft reboot state that save raises
-    # UnexpectedTaskStateError (bug 1072751), hence the rewrite first.
+    # UnexpectedTaskStateError (nova bug 1072751). nova 34's _init_instance
+    # rewrites it too (NOTE(mikal)); here the rewrite is explicit.
     if instance.task_state not in task_states.hard_reboot_states:
-        _save(instance, instance.task_state,
-              task_state=task_states.REBOOT_PENDING_HARD)
+        _save(instance, task_state=task_states.REBOOT_PENDING_HARD)
     manager.reboot_instance(context, instance, block_device_info=None,
                             reboot_type='HARD')
+    return False
 
 
-#: How nova-guardrails runs the ``by='guardrails'`` actions.
+#: How nova-guardrails runs the ``by='guardrails'`` actions:
+#: ``f(manager, context, instance) -> bool``, True when nova's
+#: ``_init_instance`` should then run its normal start-up path.
 EXECUTORS = {
     'clear': _clear,
     'clear_active': _clear_active,
@@ -79,7 +99,7 @@ class RecoveryTableGuard(base.Guard):
                    if rule.by == recovery.BY_GUARDRAILS} - set(EXECUTORS)
         if missing:
             raise recovery.TableError('recovery_table: no executor for %s'
-                               % sorted(missing))
+                                      % sorted(missing))
 
     def init_instance(self, manager, context, instance, call_next):
         if instance.task_state is None or instance.host != manager.host:
@@ -88,17 +108,19 @@ class RecoveryTableGuard(base.Guard):
             guard=self.name, instance_uuid=instance.uuid,
             before=report_mod.InstanceState(
                 instance.vm_state, instance.task_state, None),
-            action='leave', reason='')
+            action='nova', reason='', executed_by=recovery.BY_NOVA)
         try:
             power = manager._get_power_state(instance)
+        except SYSTEMIC:
+            raise
         except Exception as error:
-            # Cannot decide: touch nothing (fail closed).
+            # Cannot decide: nova's own _init_instance handles it, as it
+            # would without the guard.
             decision.reason = ('the power state could not be read from the '
-                               'hypervisor; nothing done')
-            decision.outcome = 'failed'
-            decision.error = str(error)
-            decision.after = decision.before
-            self.report.record(decision)
+                               'hypervisor: left to nova\'s _init_instance')
+            decision.error = '%s: %s' % (type(error).__name__, error)
+            self._run(decision, lambda: call_next(context, instance),
+                      manager, instance)
             return None
         decision.before = report_mod.InstanceState.of(instance, power)
         rule = recovery.lookup(instance.task_state, instance.vm_state,
@@ -106,37 +128,48 @@ class RecoveryTableGuard(base.Guard):
         if rule is None:
             decision.action = 'unlisted'
             decision.reason = ('task_state not in this release\'s recovery '
-                               'table: nova\'s _init_instance decides')
-            decision.executed_by = recovery.BY_NOVA
-            run = call_next
+                               'table: left to nova\'s _init_instance')
+            run = lambda: call_next(context, instance)  # noqa: E731
+        elif rule.by == recovery.BY_NOVA:
+            decision.action, decision.reason = rule.action, rule.reason
+            run = lambda: call_next(context, instance)  # noqa: E731
         else:
-            decision.action = rule.action
-            decision.reason = rule.reason
-            decision.executed_by = rule.by
-            if rule.by == recovery.BY_NOVA:
-                run = call_next
-            else:
-                execute = EXECUTORS[rule.action]
+            decision.action, decision.reason = rule.action, rule.reason
+            decision.executed_by = recovery.BY_GUARDRAILS
+            execute = EXECUTORS[rule.action]
 
-                def run(context, instance):
-                    return execute(manager, context, instance, call_next)
+            def run():
+                if execute(manager, context, instance):
+                    call_next(context, instance)
+        self._run(decision, run, manager, instance)
+        return None
+
+    def _run(self, decision, run, manager, instance):
         try:
-            run(context, instance)
+            run()
+        except SYSTEMIC:
+            raise
+        except nova_exception.UnexpectedTaskStateError as error:
+            decision.outcome = 'preempted'
+            decision.error = str(error)
+            self._refresh(instance)
         except Exception as error:
             decision.outcome = 'failed'
             decision.error = '%s: %s' % (type(error).__name__, error)
-            LOG.exception('guardrails %s: action %s failed; setting the '
-                          'instance to error so start-up goes on',
+            LOG.exception('guardrails %s: action %s failed; the instance '
+                          'stays as it left it and start-up goes on',
                           self.name, decision.action, instance=instance)
-            try:
-                manager._set_instance_obj_error_state(
-                    instance, clean_task_state=True)
-            except Exception:
-                LOG.exception('guardrails %s: could not set the instance '
-                              'to error', self.name, instance=instance)
+            self._refresh(instance)
         decision.after = self._state_after(manager, instance)
         self.report.record(decision)
-        return None
+
+    @staticmethod
+    def _refresh(instance):
+        try:
+            instance.refresh()
+        except Exception:
+            LOG.debug('guardrails: could not refresh the instance',
+                      instance=instance)
 
     @staticmethod
     def _state_after(manager, instance):

@@ -11,7 +11,6 @@ hypervisor state and returns an :class:`Outcome`. The functional tests and
 
 import dataclasses
 import json
-import os
 
 import fixtures
 from nova.compute import task_states
@@ -167,6 +166,45 @@ def _guest_cannot_start(test):
     test.useFixture(fixtures.MonkeyPatch(DOMAIN + '.createWithFlags', fail))
 
 
+def soft_reboot_pending_guest_running(test):
+    """Soft reboot acknowledged (reboot_pending); dies before the driver."""
+    server = boot(test)
+    crashed = test.crash_at_task_state(task_states.REBOOT_STARTED,
+                                       when='before')
+    _reboot(test, server, 'SOFT')
+    test.wait_for_crash(crashed)
+    return server
+
+
+def stop_before_driver(test):
+    """Stop (powering-off); dies before the driver powers the guest off."""
+    server = boot(test)
+    crashed = test.crash_at(LIBVIRT_DRIVER, 'power_off', when='before')
+    test.api.post_server_action(server['id'], {'os-stop': None})
+    test.wait_for_crash(crashed)
+    return server
+
+
+def suspend_before_driver(test):
+    """Suspend (suspending); dies before the driver suspends the guest."""
+    server = boot(test)
+    crashed = test.crash_at(LIBVIRT_DRIVER, 'suspend', when='before')
+    test.api.post_server_action(server['id'], {'suspend': None})
+    test.wait_for_crash(crashed)
+    return server
+
+
+#: Scenarios the functional tests run besides the lab's.
+MORE_SCENARIOS = [
+    Scenario('soft_reboot_pending_guest_running',
+             'soft reboot acknowledged, died before the driver ran',
+             'seed 000', soft_reboot_pending_guest_running),
+    Scenario('stop_before_driver', 'stop, died before the guest powered off',
+             'nova _init_instance (powering-off)', stop_before_driver),
+    Scenario('suspend_before_driver', 'suspend, died before the driver ran',
+             'issue 3 (suspending, unlisted here)', suspend_before_driver),
+]
+
 SCENARIOS = [
     Scenario('soft_reboot_guest_off',
              'soft reboot, died after the guest shut down',
@@ -191,7 +229,7 @@ SCENARIOS = [
              'seed 000 + a failing hypervisor', soft_reboot_guest_off,
              restart_fault=_guest_cannot_start),
 ]
-BY_NAME = {s.name: s for s in SCENARIOS}
+BY_NAME = {s.name: s for s in SCENARIOS + MORE_SCENARIOS}
 
 
 def _decision(server):
@@ -219,10 +257,6 @@ def crash_and_restart(test, scenario):
              *a, **kw: reboots.append(reboot_type))
     if scenario.restart_fault:
         scenario.restart_fault(test)
-    report_path = getattr(getattr(CONF, 'guardrails', None), 'report_path',
-                          None)
-    if report_path and os.path.exists(report_path):
-        os.unlink(report_path)
     started, start_error = True, None
     try:
         test.restart_compute_service(HOST)

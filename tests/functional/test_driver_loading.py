@@ -43,6 +43,16 @@ class DriverLoadingTest(harness.GuardrailsTestBase):
                                             name))
         self.assertIs(manager, manager.driver._guardrails_manager)
 
+    def test_attribute_writes_reach_the_real_driver(self):
+        self.start_compute('compute1')
+        wrapper = self.computes['compute1'].manager.driver
+        real = wrapper._guardrails_driver
+        wrapper.guardrails_test_attribute = 42
+        self.assertEqual(42, real.guardrails_test_attribute)
+        self.assertNotIn('guardrails_test_attribute', vars(wrapper))
+        del wrapper.guardrails_test_attribute
+        self.assertFalse(hasattr(real, 'guardrails_test_attribute'))
+
     def test_service_works_through_the_wrapper(self):
         self.start_compute('compute1')
         server = self._create_server(networks='none')

@@ -9,6 +9,8 @@ nova.conf text; nova-alone runs load libvirt.LibvirtDriver the same way.
 
 import json
 
+import fixtures
+
 from nova import context as nova_context
 from nova import objects
 
@@ -134,6 +136,79 @@ class GuardedRebootRecoveryTest(_Base):
                                                host=scenarios.HOST)
         self.assertEqual('up', services[0]['state'])
 
+    def test_soft_reboot_pending_guest_running_reruns_soft(self):
+        outcome = self.run_scenario('soft_reboot_pending_guest_running')
+        self.assertCrashedAt(outcome, 'active', 'reboot_pending', 'running')
+        self.assertActiveRunning(outcome)
+        self.assertEqual(['SOFT'], outcome.reboots)
+        self.assertDecision(outcome, 'reboot_soft',
+                            ('active', 'reboot_pending', 'running'))
+
+    def test_row_executed_by_nova(self):
+        outcome = self.run_scenario('stop_before_driver')
+        self.assertCrashedAt(outcome, 'active', 'powering-off', 'running')
+        self.assertEqual(('stopped', None), outcome.after[:2])
+        self.assertEqual('shutdown', outcome.guest_after)
+        decision = outcome.decision
+        self.assertEqual(('rerun_stop', 'nova', 'done'),
+                         (decision['action'], decision['executed_by'],
+                          decision['outcome']))
+        self.assertEqual({'vm_state': 'stopped', 'task_state': None,
+                          'power_state': 'shutdown'}, decision['after'])
+
+    def test_unlisted_task_state_left_to_nova(self):
+        outcome = self.run_scenario('suspend_before_driver')
+        self.assertCrashedAt(outcome, 'active', 'suspending', 'running')
+        # nova 34 leaves it stuck; this release reports it (issue 3).
+        self.assertEqual(('active', 'suspending'), outcome.after[:2])
+        self.assertEqual(('unlisted', 'nova', 'done'),
+                         (outcome.decision['action'],
+                          outcome.decision['executed_by'],
+                          outcome.decision['outcome']))
+
+    def test_preempted_by_a_request_during_start_up(self):
+        """A delete reaches the instance while the guard decides: the
+        guard's save fails on the expected task_state; it changes nothing
+        more and does not reboot."""
+        server = scenarios.soft_reboot_guest_off(self)
+
+        def delete_request_lands(driver_self, instance, *args, **kwargs):
+            ctxt = nova_context.get_admin_context()
+            other = objects.Instance.get_by_uuid(ctxt, instance.uuid)
+            if other.task_state == 'reboot_started':
+                other.task_state = 'deleting'
+                other.save()
+        self.spy(scenarios.LIBVIRT_DRIVER, 'get_info', delete_request_lands)
+        reboots = []
+        self.spy(scenarios.LIBVIRT_DRIVER, 'reboot',
+                 lambda *a, **kw: reboots.append(a))
+        self.restart_compute_service(scenarios.HOST)
+        self.assertEqual([], reboots)
+        self.assertEqual('deleting', self.instance(server).task_state)
+        decision = scenarios._decision(server)
+        self.assertEqual(('reboot_hard', 'preempted'),
+                         (decision['action'], decision['outcome']))
+        self.assertEqual('deleting', decision['after']['task_state'])
+
+    def test_power_state_unreadable_left_to_nova(self):
+        server = scenarios.soft_reboot_guest_off(self)
+        from nova.tests.fixtures import libvirt as fakelibvirt
+
+        def broken(*args, **kwargs):
+            raise fakelibvirt.make_libvirtError(
+                fakelibvirt.libvirtError, 'hypervisor hiccup',
+                error_code=fakelibvirt.VIR_ERR_INTERNAL_ERROR)
+        self.useFixture(fixtures.MonkeyPatch(
+            scenarios.LIBVIRT_DRIVER + '.get_info', broken))
+        # nova's own _init_instance reads the power state too and fails;
+        # the failure is contained to this instance and compute starts.
+        self.restart_compute_service(scenarios.HOST)
+        decision = scenarios._decision(server)
+        self.assertEqual(('nova', 'failed'),
+                         (decision['action'], decision['outcome']))
+        self.assertIn('hypervisor hiccup', decision['error'])
+        self.assertEqual('reboot_started', self.instance(server).task_state)
+
     def test_report_document(self):
         """The start-up report: default path under state_path, one row per
         instance with a task_state, none for a stable instance."""
@@ -174,7 +249,6 @@ class NovaAloneRebootRecoveryTest(_Base):
         self.assertCrashedAt(outcome, 'active', 'reboot_started', 'shutdown')
         self.assertActiveRunning(outcome)
         self.assertEqual(['HARD'], outcome.reboots)
-        self.assertIsNone(outcome.decision)
 
     def test_soft_reboot_guest_running_no_second_reboot(self):
         outcome = self.run_scenario('soft_reboot_guest_running')

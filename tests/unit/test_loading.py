@@ -51,7 +51,8 @@ class OptionsTest(unittest.TestCase):
             'oslo.config.opts', ['nova_guardrails'])
         [(group, opts)] = manager['nova_guardrails'].plugin()
         self.assertEqual('guardrails', group.name)
-        self.assertEqual({'driver', 'enabled_guards', 'report_path'},
+        self.assertEqual({'driver', 'enabled_guards', 'report_path',
+                          'allow_takeover_from', 'max_startup_destroys'},
                          {o.name for o in opts})
         for opt in opts:
             self.assertTrue(opt.help and len(opt.help) > 40, opt.name)
