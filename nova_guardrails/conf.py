@@ -31,7 +31,7 @@ guardrails_opts = [
              'would hide.'),
     cfg.ListOpt(
         'enabled_guards',
-        default=['recovery_table'],
+        default=['recovery_table', 'host_identity'],
         help='Guards to load, by entry point name in the '
              '``nova_guardrails.guards`` namespace, run in the order given. '
              'An unknown or repeated name stops nova-compute at start-up. An '

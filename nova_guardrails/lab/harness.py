@@ -43,7 +43,7 @@ GUARDED_NOVA_CONF = """
 compute_driver = guardrails.GuardrailsDriver
 [guardrails]
 driver = libvirt.LibvirtDriver
-enabled_guards = recovery_table
+enabled_guards = recovery_table, host_identity
 """
 
 #: nova.conf of the same nova-compute without nova-guardrails.

@@ -18,7 +18,7 @@ def _run_one(scenario, nova_conf, harness, scenarios):
         NOVA_CONF = nova_conf
 
         def runTest(self):
-            results['outcome'] = scenarios.crash_and_restart(self, scenario)
+            results['outcome'] = scenario.outcome(self)
 
     result = unittest.TestResult()
     LabCase('runTest').run(result)
@@ -31,16 +31,7 @@ def _run_one(scenario, nova_conf, harness, scenarios):
 def _cell(outcome, error, guarded):
     if outcome is None:
         return 'lab error (see log)'
-    vm_state, task_state, _ = outcome.after
-    text = '%s / %s / %s' % (vm_state, task_state or '-',
-                             outcome.guest_after)
-    if not outcome.started:
-        text = 'nova-compute DID NOT START\n' + text
-    if guarded:
-        d = outcome.decision
-        text += '\naction: %s' % (
-            '%s (%s)' % (d['action'], d['outcome']) if d else 'none')
-    return text
+    return outcome.cell(guarded)
 
 
 def _verdict(outcome):
@@ -99,9 +90,8 @@ def _run(scenarios, json_path, log_path, out):
 
     started = time.monotonic()
     table = prettytable.PrettyTable(
-        ['scenario', 'at the crash',
-         'nova alone: vm_state / task_state / guest',
-         'guardrails: vm_state / task_state / guest + action'])
+        ['scenario', 'situation (at the crash)',
+         'nova alone', 'nova-guardrails (all guards)'])
     table.align = 'l'
     table.hrules = prettytable.HRuleStyle.ALL \
         if hasattr(prettytable, 'HRuleStyle') else prettytable.ALL
@@ -114,9 +104,8 @@ def _run(scenarios, json_path, log_path, out):
             scenario, harness.GUARDED_NOVA_CONF, harness, scenarios_mod)
         failed = failed or alone is None or guarded is None
         crash = alone or guarded
-        at_crash = ('%s / %s / %s' % (crash.at_crash[0], crash.at_crash[1],
-                                      crash.guest_at_crash)
-                    if crash else '?')
+        at_crash = crash.situation() if crash else '?'
+
         table.add_row([
             '%s\n(%s)' % (scenario.title, scenario.source), at_crash,
             '%s\n=> %s' % (_cell(alone, alone_error, False),
@@ -133,8 +122,10 @@ def _run(scenarios, json_path, log_path, out):
     print('nova-guardrails lab: nova %s, libvirt driver over nova\'s '
           'fakelibvirt, in-process services on sqlite' % _nova_version(),
           file=out)
-    print('vm_state / task_state / guest power state on the hypervisor, '
-          'after one restart of nova-compute', file=out)
+    print('Reboot rows: vm_state / task_state / guest power state on the '
+          'hypervisor after one restart of nova-compute. Host rows: what '
+          'starting the service made of the hypervisor\'s guests.',
+          file=out)
     print(table.get_string(), file=out)
     counts = {}
     for record in records:
@@ -159,18 +150,8 @@ def _run(scenarios, json_path, log_path, out):
 
 def _record(outcome, error):
     if outcome is None:
-        return {'verdict': 'error', 'error': error}
-    return {
-        'verdict': _verdict(outcome),
-        'at_crash': list(outcome.at_crash),
-        'guest_at_crash': outcome.guest_at_crash,
-        'compute_started': outcome.started,
-        'start_error': outcome.start_error,
-        'after': list(outcome.after) if outcome.after else None,
-        'guest_after': outcome.guest_after,
-        'driver_reboots': outcome.reboots,
-        'decision': outcome.decision,
-    }
+        return {'verdict': 'lab error', 'error': error}
+    return outcome.as_dict()
 
 
 def _nova_version():

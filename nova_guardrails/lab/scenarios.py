@@ -34,13 +34,19 @@ class Scenario:
     :ivar crash: ``f(test) -> server``: boot, operate, crash.
     :ivar restart_fault: optional ``f(test)`` run before the restart, to
         make the hypervisor fail during start-up.
+    :ivar run: optional ``f(test, scenario) -> outcome`` replacing
+        :func:`crash_and_restart` (the host scenarios).
     """
 
     name: str
     title: str
     source: str
-    crash: object
+    crash: object = None
     restart_fault: object = None
+    run: object = None
+
+    def outcome(self, test):
+        return (self.run or crash_and_restart)(test, self)
 
 
 @dataclasses.dataclass
@@ -59,6 +65,37 @@ class Outcome:
     guest_after: str
     reboots: list
     decision: dict | None
+
+    def situation(self):
+        """The state at the crash, for the lab table."""
+        return '%s / %s / %s' % (self.at_crash[0], self.at_crash[1],
+                                 self.guest_at_crash)
+
+    def cell(self, guarded):
+        """What the restart made of the server, for the lab table."""
+        vm_state, task_state, _ = self.after
+        text = '%s / %s / %s' % (vm_state, task_state or '-',
+                                 self.guest_after)
+        if not self.started:
+            text = 'nova-compute DID NOT START\n' + text
+        if guarded:
+            d = self.decision
+            text += '\naction: %s' % (
+                '%s (%s)' % (d['action'], d['outcome']) if d else 'none')
+        return text
+
+    def as_dict(self):
+        return {
+            'verdict': self.verdict,
+            'at_crash': list(self.at_crash),
+            'guest_at_crash': self.guest_at_crash,
+            'compute_started': self.started,
+            'start_error': self.start_error,
+            'after': list(self.after) if self.after else None,
+            'guest_after': self.guest_after,
+            'driver_reboots': self.reboots,
+            'decision': self.decision,
+        }
 
     @property
     def verdict(self):
@@ -267,3 +304,165 @@ def crash_and_restart(test, scenario):
                    started=started, start_error=start_error, after=after,
                    guest_after=test.guest_power_state_on(conn, server),
                    reboots=reboots, decision=_decision(server))
+
+
+# Host identity (seed 003, nova bug 1419785) ---------------------------------
+
+A, B, C = 'hostA', 'hostB', 'hostC'
+
+
+def boot_on(test, host, count=1):
+    return [test._create_server(networks='none', host=host)
+            for _ in range(count)]
+
+
+def standby_history(test):
+    """A starts; the standby B starts once over A's hypervisor while it is
+    empty (nova alone allows it); A runs two guests and dies. Runs with
+    nova alone: the past before nova-guardrails. Returns (servers,
+    hypervisor)."""
+    test.use_nova_conf(_harness().NOVA_ALONE_CONF)
+    test.start_compute(A)
+    connection = test.stop_compute(A)
+    test.start_compute_on(B, connection)
+    test.stop_compute(B)
+    test.start_compute_on(A, connection)
+    servers = boot_on(test, A, 2)
+    connection = test.stop_compute(A)
+    test.use_nova_conf(test.NOVA_CONF)
+    return servers, connection
+
+
+def force_down(test, host, down=True):
+    [service] = test.admin_api.get_services(binary='nova-compute',
+                                            host=host)
+    test.admin_api.put_service_force_down(service['id'], down)
+
+
+def evacuate_while_down(test, count=1, crash_destination=False):
+    """Servers on A; A goes down; they are evacuated to C (C dies before
+    rebuilding them when ``crash_destination``). Returns (servers, A's
+    hypervisor)."""
+    test.start_compute(A)
+    test.start_compute(C)
+    servers = boot_on(test, A, count)
+    connection = test.stop_compute(A)
+    force_down(test, A)
+    if crash_destination:
+        crashed = test.crash_at('nova.compute.manager.ComputeManager',
+                                'rebuild_instance', when='before')
+        for server in servers:
+            test.admin_api.post_server_action(server['id'],
+                                              {'evacuate': {}})
+        test.wait_for_crash(crashed)
+    else:
+        for server in servers:
+            test._evacuate_server(server, expected_host=C)
+    return servers, connection
+
+
+@dataclasses.dataclass
+class HostOutcome:
+    """What starting a nova-compute made of a hypervisor's guests."""
+
+    situation_text: str
+    started: bool
+    start_error: str | None
+    guests: dict
+    compute_nodes: int
+    decisions: list
+    lost: bool
+
+    def situation(self):
+        return self.situation_text
+
+    def cell(self, guarded):
+        text = ('started' if self.started else 'REFUSED to start')
+        text += '\nguests: %s' % ', '.join(
+            '%d %s' % (n, 'gone' if state == 'pending' else state)
+            for state, n in sorted(_count(self.guests.values()).items()))
+        text += '\ncompute nodes of the hypervisor: %d' % self.compute_nodes
+        if guarded and self.decisions:
+            text += '\nactions: %s' % ', '.join(sorted(
+                {d['action'] for d in self.decisions}))
+        return text
+
+    @property
+    def verdict(self):
+        if self.lost:
+            return 'guest destroyed'
+        if not self.started:
+            return 'refused, guests intact'
+        if self.compute_nodes > 1:
+            return 'started on a hypervisor registered twice'
+        if any(d['action'] == 'power_off_keep' for d in self.decisions):
+            return 'guest kept, powered off'
+        return 'ok'
+
+    def as_dict(self):
+        return dataclasses.asdict(self) | {'verdict': self.verdict}
+
+
+def _count(values):
+    counts = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _harness():
+    from nova_guardrails.lab import harness
+    return harness
+
+
+def _start(test, host, connection):
+    try:
+        test.start_compute_on(host, connection)
+        return True, None
+    except Exception as error:
+        return False, '%s: %s' % (type(error).__name__, error)
+
+
+def _decisions():
+    if not hasattr(CONF, 'guardrails'):
+        return []
+    try:
+        with open(CONF.guardrails.report_path) as f:
+            return json.load(f)['decisions']
+    except OSError:
+        return []
+
+
+def run_standby(test, scenario):
+    servers, connection = standby_history(test)
+    started, error = _start(test, B, connection)
+    guests = {s['id']: test.guest_power_state_on(connection, s)
+              for s in servers}
+    return HostOutcome(
+        'A (2 guests) died; standby B (registered over A\'s hypervisor '
+        'earlier, without guardrails) starts', started, error, guests,
+        len(test.compute_nodes(A)), _decisions(), lost=False)
+
+
+def run_evacuation(test, scenario):
+    servers, connection = evacuate_while_down(test, crash_destination=True)
+    started, error = _start(test, A, connection)
+    guests = {s['id']: test.guest_power_state_on(connection, s)
+              for s in servers}
+    return HostOutcome(
+        'guest evacuated to C while A was down; C died before rebuilding '
+        'it (migration accepted); A restarts',
+        started, error, guests, len(test.compute_nodes(A)),
+        _decisions(), lost='pending' in guests.values())
+
+
+HOST_SCENARIOS = [
+    Scenario('standby_over_guests',
+             'HA standby B starts over host A\'s hypervisor',
+             'seed 003, nova bug 1419785', run=run_standby),
+    Scenario('evacuation_destination_died',
+             'evacuated while down, destination died; source restarts',
+             'seed 003 (destroy on evidence)', run=run_evacuation),
+]
+SCENARIOS = SCENARIOS + HOST_SCENARIOS
+BY_NAME.update({s.name: s for s in HOST_SCENARIOS})

@@ -12,6 +12,7 @@ from nova.tests.fixtures import libvirt as fakelibvirt
 
 from nova_guardrails import exception
 from nova_guardrails.lab import harness
+from nova_guardrails.lab import scenarios
 
 GUARDED = """
 [DEFAULT]
@@ -58,16 +59,7 @@ class _Base(harness.GuardrailsTestBase):
 class _Standby(_Base):
 
     def standby_history(self):
-        """A starts; the standby B starts once over A's hypervisor while it
-        is empty; A runs two guests and dies. Returns (servers, hypervisor).
-        """
-        self.start_compute(A)
-        connection = self.stop_compute(A)
-        self.start_compute_on(B, connection)
-        self.stop_compute(B)
-        self.start_compute_on(A, connection)
-        servers = self.boot(A, 2)
-        return servers, self.stop_compute(A)
+        return scenarios.standby_history(self)
 
 
 class GuardedStandbyTest(_Standby):
@@ -94,10 +86,8 @@ class GuardedStandbyTest(_Standby):
         """The standby registered over A's hypervisor before guardrails was
         enabled (nova alone allows it while the hypervisor is empty); A ran
         guests, died; B starts with guardrails."""
-        self.use_nova_conf(harness.NOVA_ALONE_CONF)
         servers, connection = self.standby_history()
         before = self.records(servers)
-        self.use_nova_conf(self.NOVA_CONF)
         error = self.assertRaises(exception.StartupRefused,
                                   self.start_compute_on, B, connection)
         message = str(error)
@@ -230,26 +220,7 @@ class _Evacuation(_Base):
     over its old hypervisor, where the evacuated guest still is."""
 
     def evacuate_while_down(self, count=1, crash_destination=False):
-        self.start_compute(A)
-        self.start_compute(C)
-        servers = self.boot(A, count)
-        connection = self.stop_compute(A)
-        self.force_down(A, True)
-        if crash_destination:
-            crashed = self.crash_at('nova.compute.manager.ComputeManager',
-                                    'rebuild_instance', when='before')
-            for server in servers:
-                self.admin_api.post_server_action(server['id'],
-                                                  {'evacuate': {}})
-            self.wait_for_crash(crashed)
-        else:
-            for server in servers:
-                self._evacuate_server(server, expected_host=C)
-        return servers, connection
-
-    def force_down(self, host, down):
-        [service] = self.services(host)
-        self.admin_api.put_service_force_down(service['id'], down)
+        return scenarios.evacuate_while_down(self, count, crash_destination)
 
     def migration_status(self, server):
         ctxt = nova_context.get_admin_context()

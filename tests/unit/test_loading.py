@@ -64,7 +64,7 @@ class OptionsTest(unittest.TestCase):
             [generator, '--namespace', 'nova_guardrails'],
             capture_output=True, text=True, check=True).stdout
         self.assertIn('[guardrails]', out)
-        for line in ('#driver = <None>', '#enabled_guards = recovery_table',
+        for line in ('#driver = <None>', '#enabled_guards = recovery_table,host_identity',
                      '#report_path = $state_path/guardrails/'
                      'startup-report.json'):
             self.assertIn(line, out)
