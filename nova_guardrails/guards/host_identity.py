@@ -173,9 +173,18 @@ class HostIdentityGuard(base.Guard):
         by_instance = {m.instance_uuid: m for m in evacuations}
         local = [i for i in manager._get_instances_on_driver(context)
                  if i.uuid in by_instance]
-        known_hosts = {s.host for s in objects.ServiceList.get_by_binary(
-            context, 'nova-compute', include_disabled=True)}
         destroy, keep = [], []
+        try:
+            known_hosts = {s.host for s in objects.ServiceList.get_by_binary(
+                context, 'nova-compute', include_disabled=True)}
+        except Exception as error:
+            # Cannot prove anything: keep every candidate (fail closed).
+            LOG.exception('guardrails %s: could not read the nova-compute '
+                          'services', self.name)
+            reason = 'database error reading the evidence (%s: %s)' % (
+                type(error).__name__, error)
+            keep = [(i, by_instance[i.uuid], reason) for i in local]
+            local = []
         for instance in local:
             migration = by_instance[instance.uuid]
             reason = self._missing_evidence(manager, instance, migration,

@@ -6,9 +6,11 @@ after the other, as an HA pair fails over. Every case runs guarded and with
 nova alone (libvirt.LibvirtDriver loaded the same way).
 """
 
+import fixtures
 from nova import context as nova_context
 from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
+from oslo_db import exception as db_exception
 
 from nova_guardrails import exception
 from nova_guardrails.lab import harness
@@ -270,6 +272,20 @@ class GuardedEvacuationTest(_Evacuation):
         self.assertIn('destination hostC has no nova-compute service',
                       row['reason'])
 
+    def test_database_error_powered_off_and_kept(self):
+        [server], connection = self.evacuate_while_down()
+
+        def unreachable(*args, **kwargs):
+            raise db_exception.DBError('the database went away')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.objects.ServiceList.get_by_binary', unreachable))
+        self.start_compute_on(A, connection)
+        self.assertEqual('shutdown', self.guest_power_state_on(connection,
+                                                               server))
+        [row] = self.decisions(A)
+        self.assertEqual('power_off_keep', row['action'])
+        self.assertIn('database error reading the evidence', row['reason'])
+
     def test_max_startup_destroys(self):
         servers, connection = self.evacuate_while_down(count=2)
         self.use_nova_conf('[guardrails]\nmax_startup_destroys = 1\n')
@@ -309,6 +325,13 @@ class NovaAloneEvacuationTest(_Evacuation):
         self.start_compute_on(A, connection)
         self.assertEqual('pending', self.guest_power_state_on(connection,
                                                               server))
+
+    def test_every_evacuated_guest_destroyed(self):
+        servers, connection = self.evacuate_while_down(count=2)
+        self.start_compute_on(A, connection)
+        for server in servers:
+            self.assertEqual('pending',
+                             self.guest_power_state_on(connection, server))
 
     def test_unknown_destination_destroyed(self):
         [server], connection = self.evacuate_while_down()
