@@ -31,7 +31,7 @@ guardrails_opts = [
              'would hide.'),
     cfg.ListOpt(
         'enabled_guards',
-        default=['recovery_table', 'host_identity'],
+        default=['recovery_table', 'host_identity', 'revert_vif'],
         help='Guards to load, by entry point name in the '
              '``nova_guardrails.guards`` namespace, run in the order given. '
              'An unknown or repeated name stops nova-compute at start-up. An '
@@ -43,7 +43,11 @@ guardrails_opts = [
              '* ``host_identity``: refuses to start when this hypervisor is '
              'registered to another nova-compute host or runs guests of '
              'another host (nova bug 1419785), and destroys guests evacuated '
-             'away only on complete evidence.'),
+             'away only on complete evidence.\n'
+             '* ``revert_vif``: before a resize revert (or resize) waits for '
+             'network-vif-plugged events, moves ports still bound to another '
+             'host to this one, so the driver never waits for an event that '
+             'cannot come (seed 002, nova bug 1450624).'),
     cfg.StrOpt(
         'report_path',
         default='$state_path/guardrails/startup-report.json',
@@ -68,6 +72,24 @@ guardrails_opts = [
              'destroy at start-up as evacuated to another host. When more '
              'would be destroyed, nova-compute refuses to start, lists them '
              'and destroys none. Unset: no limit.'),
+    cfg.StrOpt(
+        'revert_vif_policy',
+        default='fix',
+        choices=[
+            ('fix', 'move the binding of a port bound to another host to '
+                    'this host; when that fails, fail the revert at once '
+                    'with a fault naming the port, instead of waiting '
+                    '[DEFAULT] vif_plugging_timeout'),
+            ('skip-wait', 'move the binding as ``fix`` does; when that '
+                          'fails, do not wait for that port\'s event and '
+                          'go on'),
+            ('off', 'the revert_vif guard does nothing'),
+        ],
+        help='``revert_vif`` guard: what to do before the driver of a '
+             'resize revert (or resize) waits for network-vif-plugged '
+             'events of ports that neutron has bound to another host. '
+             'Every decision is logged with the instance, the port, the '
+             'binding host found and the action.'),
 ]
 
 

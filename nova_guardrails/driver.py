@@ -38,7 +38,8 @@ CONF = nova.conf.CONF
 #: driver's.
 _OWN_ATTRIBUTES = frozenset([
     '_guardrails_driver', '_guardrails_guards', '_guardrails_report',
-    '_guardrails_manager', 'guardrails_bind', 'init_host',
+    '_guardrails_manager', '_guardrails_call', 'guardrails_bind',
+    'init_host', 'finish_revert_migration', 'finish_migration',
 ])
 
 #: Drivers nova special-cases by the *name* in ``[DEFAULT] compute_driver``;
@@ -185,6 +186,25 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
             manager._destroy_evacuated_instances)
         manager._init_instance = chain('init_instance',
                                        manager._init_instance)
+
+    def _guardrails_call(self, name, *args, **kwargs):
+        """``self._guardrails_driver.<name>(*args, **kwargs)`` through each
+        guard's hook ``<name>``, in ``enabled_guards`` order."""
+        manager = self._guardrails_manager
+        call = getattr(self._guardrails_driver, name)
+        for guard in reversed(self._guardrails_guards):
+            call = functools.partial(getattr(guard, name), manager,
+                                     call_next=call)
+        return call(*args, **kwargs)
+
+    def finish_revert_migration(self, *args, **kwargs):
+        """The real driver's, through the guards' hooks (seed 002)."""
+        return self._guardrails_call('finish_revert_migration', *args,
+                                     **kwargs)
+
+    def finish_migration(self, *args, **kwargs):
+        """The real driver's, through the guards' hooks (seed 002)."""
+        return self._guardrails_call('finish_migration', *args, **kwargs)
 
     def init_host(self, host):
         """The real driver's ``init_host(host)``, then each guard's

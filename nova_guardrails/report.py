@@ -72,6 +72,8 @@ class Decision:
         own code, as nova alone would have done).
     :ivar node: the hypervisor node, for decisions about a node rather than
         an instance (``instance_uuid`` is then ``None``).
+    :ivar details: guard-specific facts, e.g. the port and the binding host
+        found for ``revert_vif``.
     """
 
     guard: str
@@ -84,6 +86,7 @@ class Decision:
     executed_by: str = 'guardrails'
     error: str | None = None
     node: str | None = None
+    details: dict | None = None
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -131,7 +134,15 @@ class StartupReport:
              'before': decision.before, 'action': decision.action,
              'by': decision.executed_by, 'reason': decision.reason,
              'outcome': decision.outcome, 'after': decision.after,
-             'error': (': %s' % decision.error) if decision.error else ''})
+             'error': ((' %s' % decision.details) if decision.details
+                      else '') + ((': %s' % decision.error)
+                                  if decision.error else '')})
+
+    def record_runtime(self, decision):
+        """Record a decision taken after start-up (an operation of the
+        running service) and rewrite the report file with it."""
+        self.record(decision)
+        self._write()
 
     def as_dict(self):
         return {

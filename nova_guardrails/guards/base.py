@@ -50,3 +50,15 @@ class Guard:
         """Around ``ComputeManager._init_instance(context, instance)``, once
         per instance of the host at start-up."""
         return call_next(context, instance)
+
+    # Around driver methods ------------------------------------------------
+    # ``args``/``kwargs`` are exactly what the ComputeManager passed to the
+    # driver method (see nova.virt.driver.ComputeDriver for the signature).
+
+    def finish_revert_migration(self, manager, *args, call_next, **kwargs):
+        """Around the driver's ``finish_revert_migration``."""
+        return call_next(*args, **kwargs)
+
+    def finish_migration(self, manager, *args, call_next, **kwargs):
+        """Around the driver's ``finish_migration``."""
+        return call_next(*args, **kwargs)

@@ -56,13 +56,12 @@ def _listing(items):
     return shown
 
 
-def _ways_out(this_host, other_hosts):
+def _ways_out(other_hosts):
     others = ', '.join(sorted(other_hosts))
     return ('If this nova-compute is meant to be host %(other)s, set '
             '[DEFAULT] host = %(other)s in its nova.conf. For a planned '
             'takeover from %(other)s, set [guardrails] allow_takeover_from '
-            '= %(other)s and start again.' % {'other': others,
-                                              'this': this_host})
+            '= %(other)s and start again.' % {'other': others})
 
 
 class HostIdentityGuard(base.Guard):
@@ -119,7 +118,7 @@ class HostIdentityGuard(base.Guard):
                     n.hypervisor_hostname, n.uuid, n.host)
                     for n in conflicts]),
                 'hosts': ', '.join(sorted(hosts)), 'this': manager.host,
-                'out': _ways_out(manager.host, hosts)}))
+                'out': _ways_out(hosts)}))
 
     def _check_guests(self, manager, context):
         uuids = manager.driver.list_instance_uuids()
@@ -158,7 +157,7 @@ class HostIdentityGuard(base.Guard):
                 'n': len(unexplained), 'this': manager.host,
                 'guests': _listing(['%s (host %s)' % (i.uuid, i.host)
                                     for i in unexplained]),
-                'out': _ways_out(manager.host, hosts)}))
+                'out': _ways_out(hosts)}))
 
     # Evacuated guests ------------------------------------------------------
 

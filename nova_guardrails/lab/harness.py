@@ -17,7 +17,6 @@ guardrails scenarios need:
 
 import configparser
 import importlib.metadata
-import os
 import threading
 import time
 
@@ -43,7 +42,7 @@ GUARDED_NOVA_CONF = """
 compute_driver = guardrails.GuardrailsDriver
 [guardrails]
 driver = libvirt.LibvirtDriver
-enabled_guards = recovery_table, host_identity
+enabled_guards = recovery_table, host_identity, revert_vif
 """
 
 #: nova.conf of the same nova-compute without nova-guardrails.
@@ -291,3 +290,68 @@ def _resolve(target, name):
             obj = getattr(obj, part)
         return getattr(obj, name)
     raise ImportError(target)
+
+
+class NeutronAgents(fixtures.Fixture):
+    """What neutron's agents do with a plugged vif, for NeutronFixture.
+
+    nova's NeutronFixture never sends events (it sets vif_plugging_timeout
+    to 0). Here, when the libvirt driver plugs the vifs of an instance on a
+    host, each port bound to that host goes ACTIVE and neutron sends
+    network-vif-plugged to nova's API; a port bound to another host gets
+    nothing (the agent there owns it), as in seed 002. ``lose`` binding
+    updates are acknowledged but not applied (a lost or raced update);
+    with ``refuse`` set, binding updates fail.
+    """
+
+    def __init__(self, test):
+        super().__init__()
+        self.test = test
+        self.lose = 0
+        self.refuse = False
+        self.sent = []
+
+    def _setUp(self):
+        test = self.test
+        neutron = test.neutron
+        original_update = neutron.update_port
+
+        def update_port(port_id, body):
+            changes = body.get('port', {})
+            if 'binding:host_id' in changes:
+                if self.lose:
+                    self.lose -= 1
+                    return {'port': neutron.show_port(port_id)['port']}
+                if self.refuse:
+                    from neutronclient.common import exceptions
+                    raise exceptions.Conflict(
+                        'binding of port %s cannot change' % port_id)
+            return original_update(port_id, body)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.neutron.NeutronFixture.update_port',
+            lambda fixture_self, port_id, body=None: update_port(
+                port_id, body or {})))
+
+        def plugged(driver, instance, network_info):
+            host = driver._host.get_connection().getHostname()
+            events = []
+            for vif in network_info:
+                port = neutron.show_port(vif['id'])['port']
+                if port.get('binding:host_id') == host:
+                    neutron._ports[vif['id']]['status'] = 'ACTIVE'
+                    events.append({'name': 'network-vif-plugged',
+                                   'server_uuid': instance.uuid,
+                                   'tag': vif['id'],
+                                   'status': 'completed'})
+            if events:
+                self.sent.extend(events)
+                test.admin_api.create_server_external_events(events=events)
+        original_plug = _resolve('nova.virt.libvirt.driver.LibvirtDriver',
+                                 'plug_vifs')
+
+        def plug_vifs(driver, instance, network_info):
+            result = original_plug(driver, instance, network_info)
+            plugged(driver, instance, network_info)
+            return result
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver.plug_vifs', plug_vifs))

@@ -466,3 +466,128 @@ HOST_SCENARIOS = [
 ]
 SCENARIOS = SCENARIOS + HOST_SCENARIOS
 BY_NAME.update({s.name: s for s in HOST_SCENARIOS})
+
+
+# Resize revert and vif-plugged events (seed 002) ----------------------------
+
+def _fake_disk_migration(test):
+    # Disks move between hosts over SSH in the libvirt driver; the fake
+    # hosts here share one process and nova's own libvirt resize tests stub
+    # the copy the same way. The guest is powered off, as the real method
+    # does before copying.
+    def migrate_disk_and_power_off(driver, context, instance, *args,
+                                   **kwargs):
+        driver.power_off(instance)
+        return '{}'
+    test.useFixture(fixtures.MonkeyPatch(
+        LIBVIRT_DRIVER + '.migrate_disk_and_power_off',
+        migrate_disk_and_power_off))
+
+
+def _heal_info_cache(test, server):
+    # With the libvirt driver over NeutronFixture the info cache written at
+    # boot can be empty; nova's own refresh rebuilds it from neutron.
+    from nova import context as nova_context
+    from nova.network import neutron as neutron_api
+    from nova import objects
+    ctxt = nova_context.get_admin_context()
+    mapping = objects.InstanceMapping.get_by_instance_uuid(ctxt, server['id'])
+    with nova_context.target_cell(ctxt, mapping.cell_mapping) as cctxt:
+        instance = objects.Instance.get_by_uuid(cctxt, server['id'])
+        neutron_api.API().get_instance_nw_info(cctxt, instance,
+                                               force_refresh=True)
+
+
+def resized_with_port(test, timeout=3):
+    """A server with a port on compute1, resized to compute2 and not yet
+    confirmed; neutron's agents simulated. Returns (server, port id,
+    agents)."""
+    agents = test.useFixture(_harness().NeutronAgents(test))
+    _fake_disk_migration(test)
+    test.flags(allow_resize_to_same_host=False)
+    test.start_compute('compute1')
+    test.start_compute('compute2')
+    port_id = test.neutron.port_1['id']
+    server = test._create_server(networks=[{'port': port_id}],
+                                 host='compute1')
+    _heal_info_cache(test, server)
+    # NeutronFixture turns the waits off; seed 002 needs them on.
+    test.flags(vif_plugging_timeout=timeout, vif_plugging_is_fatal=True)
+    server = test._resize_server(server, '2')
+    return server, port_id, agents
+
+
+def make_revert_race(test, port_id, agents):
+    """Before the revert's wait: the old host's agent has set the port
+    DOWN, and the binding update that moves it back is lost."""
+    test.neutron._ports[port_id]['status'] = 'DOWN'
+    agents.lose = 1
+
+
+@dataclasses.dataclass
+class RevertOutcome:
+    """What a resize revert ended in."""
+
+    situation_text: str
+    status: str
+    host: str
+    task_state: str | None
+    fault: str | None
+    seconds: float
+    port_host: str
+    decisions: list
+
+    def situation(self):
+        return self.situation_text
+
+    def cell(self, guarded):
+        text = '%s on %s, port bound to %s\nrevert took %.1f s' % (
+            self.status, self.host, self.port_host, self.seconds)
+        if self.fault:
+            text += '\nfault: %s' % self.fault[:60]
+        if guarded and self.decisions:
+            text += '\nactions: %s' % ', '.join(
+                d['action'] for d in self.decisions)
+        return text
+
+    @property
+    def verdict(self):
+        if self.status == 'ACTIVE' and self.host == 'compute1':
+            return 'reverted'
+        return 'server %s' % self.status
+
+    def as_dict(self):
+        return dataclasses.asdict(self) | {'verdict': self.verdict}
+
+
+def revert(test, server):
+    """Revert the resize; wait until it settles. Returns (server, s)."""
+    import time
+    started = time.monotonic()
+    test.api.post_server_action(server['id'], {'revertResize': None})
+    test.wait_until(lambda: test.api.get_server(server['id'])['status']
+                    in ('ACTIVE', 'ERROR'), timeout=60)
+    return test.api.get_server(server['id']), time.monotonic() - started
+
+
+def run_revert_race(test, scenario):
+    server, port_id, agents = resized_with_port(test)
+    make_revert_race(test, port_id, agents)
+    server, seconds = revert(test, server)
+    return RevertOutcome(
+        'resized to compute2; before the revert\'s wait the port is DOWN '
+        'and still bound to compute2 (vif_plugging_timeout 3 s, fatal)',
+        server['status'], server['OS-EXT-SRV-ATTR:host'],
+        server['OS-EXT-STS:task_state'],
+        server.get('fault', {}).get('message'), seconds,
+        test.neutron.show_port(port_id)['port']['binding:host_id'],
+        [d for d in _decisions() if d['guard'] == 'revert_vif'])
+
+
+REVERT_SCENARIOS = [
+    Scenario('revert_port_bound_elsewhere',
+             'resize revert, port DOWN and still bound to the other host',
+             'seed 002, nova bug 1450624', run=run_revert_race),
+]
+SCENARIOS = SCENARIOS + REVERT_SCENARIOS
+BY_NAME.update({s.name: s for s in REVERT_SCENARIOS})

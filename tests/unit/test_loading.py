@@ -25,7 +25,8 @@ class GuardLoaderTest(unittest.TestCase):
         self.report = report_mod.StartupReport('/nonexistent', 'h', [])
 
     def test_installed_entry_points(self):
-        self.assertIn('recovery_table', guards.available())
+        self.assertEqual(['host_identity', 'recovery_table', 'revert_vif'],
+                         guards.available())
 
     def test_load_by_name(self):
         loaded = guards.load(['recovery_table'], self.conf, self.report)
@@ -52,7 +53,8 @@ class OptionsTest(unittest.TestCase):
         [(group, opts)] = manager['nova_guardrails'].plugin()
         self.assertEqual('guardrails', group.name)
         self.assertEqual({'driver', 'enabled_guards', 'report_path',
-                          'allow_takeover_from', 'max_startup_destroys'},
+                          'allow_takeover_from', 'max_startup_destroys',
+                          'revert_vif_policy'},
                          {o.name for o in opts})
         for opt in opts:
             self.assertTrue(opt.help and len(opt.help) > 40, opt.name)
@@ -64,7 +66,8 @@ class OptionsTest(unittest.TestCase):
             [generator, '--namespace', 'nova_guardrails'],
             capture_output=True, text=True, check=True).stdout
         self.assertIn('[guardrails]', out)
-        for line in ('#driver = <None>', '#enabled_guards = recovery_table,host_identity',
+        for line in ('#driver = <None>', '#enabled_guards = recovery_table,host_identity,revert_vif',
+                     '#revert_vif_policy = fix',
                      '#report_path = $state_path/guardrails/'
                      'startup-report.json'):
             self.assertIn(line, out)

@@ -1,0 +1,169 @@
+"""The ``revert_vif`` guard: never wait for a vif event that cannot come.
+
+Seed 002 (nova bugs 1450624, 1788403, 1832028, 1952003): on a resize revert
+the libvirt driver waits for network-vif-plugged for every port whose
+``active`` flag is false (``LibvirtDriver._get_neutron_events``: port status
+not ACTIVE). neutron sends that event only for a port bound to the host where
+the vif is plugged. When the port is still bound to the other compute (the
+binding update was lost or raced) and its status is DOWN, no event comes:
+nova waits ``[DEFAULT] vif_plugging_timeout`` (300 s) and, with
+``vif_plugging_is_fatal``, the server goes to ERROR with
+VirtualInterfaceCreateException. nova 34 moves bindings in
+``migrate_instance_finish`` before the driver runs, but never checks that a
+port it is about to wait for is bound to this host.
+
+nova 34's libvirt ``finish_migration`` (the resize itself) does not wait
+(``vifs_already_plugged=True``), but a port left bound to the source host
+there breaks the guest's network silently; the same rebinding applies.
+
+Around the driver's ``finish_revert_migration`` and ``finish_migration``:
+the ports the driver would wait for are read from neutron in one call. A
+port bound to another host is rebound to this host (``update_port``
+``binding:host_id``), then read again: if neutron reports it ACTIVE the
+driver does not wait for it (as nova would have decided with that status);
+otherwise the event can now come and the driver waits for it. A port whose
+binding cannot be moved follows ``[guardrails] revert_vif_policy``: ``fix``
+fails at once with a fault naming the port, ``skip-wait`` does not wait for
+it. If neutron cannot be read, nova's behaviour is kept (logged).
+"""
+
+import inspect
+
+from nova import exception as nova_exception
+from nova.network import neutron as neutron_api
+from nova.virt import driver as nova_driver
+from oslo_log import log as logging
+
+from nova_guardrails.guards import base
+from nova_guardrails import report as report_mod
+
+LOG = logging.getLogger(__name__)
+
+BINDING_HOST = 'binding:host_id'
+
+
+class PortBindingElsewhere(nova_exception.NovaException):
+    """A port the driver would wait for cannot be bound to this host."""
+
+    msg_fmt = ('nova-guardrails revert_vif: failing now, not waiting '
+               'vif_plugging_timeout: port %(port)s is bound to host '
+               '%(bound)s, could not be bound to %(host)s, so its '
+               'network-vif-plugged event cannot come (%(error)s). Fix the '
+               'port binding in neutron, then retry. Instance %(instance)s, '
+               'seed 002.')
+
+
+def neutron_client(context):
+    """The admin neutron client nova itself uses (``[neutron]`` options)."""
+    return neutron_api.get_client(context, admin=True)
+
+
+def _arguments(name, args, kwargs):
+    """The driver method's arguments by name, as the manager passed them."""
+    signature = inspect.signature(getattr(nova_driver.ComputeDriver, name))
+    bound = signature.bind(None, *args, **kwargs)
+    return bound.arguments
+
+
+class RevertVifGuard(base.Guard):
+    """Rebind ports bound elsewhere before the driver waits for them."""
+
+    def validate(self):
+        self.policy = self.conf.guardrails.revert_vif_policy
+
+    def finish_revert_migration(self, manager, *args, call_next, **kwargs):
+        self._prepare(manager, 'finish_revert_migration', args, kwargs)
+        return call_next(*args, **kwargs)
+
+    def finish_migration(self, manager, *args, call_next, **kwargs):
+        self._prepare(manager, 'finish_migration', args, kwargs)
+        return call_next(*args, **kwargs)
+
+    def _record(self, instance, action, reason, outcome='done', **details):
+        self.report.record_runtime(report_mod.Decision(
+            guard=self.name, instance_uuid=instance.uuid, before=None,
+            action=action, reason=reason, outcome=outcome,
+            details=details or None))
+
+    def _prepare(self, manager, method, args, kwargs):
+        if self.policy == 'off':
+            return
+        arguments = _arguments(method, args, kwargs)
+        context = arguments['context']
+        instance = arguments['instance']
+        network_info = arguments['network_info']
+        waited = [vif for vif in network_info or []
+                  if not vif.get('active', True)]
+        if not waited:
+            return
+        host = manager.host
+        try:
+            client = neutron_client(context)
+            ports = {p['id']: p for p in client.list_ports(
+                device_id=instance.uuid)['ports']}
+        except Exception as error:
+            LOG.warning('guardrails %s: neutron could not be read before '
+                        '%s; nova\'s behaviour is kept (the driver waits '
+                        'for %d port(s)): %s', self.name, method,
+                        len(waited), error, instance=instance)
+            self._record(instance, 'nova', 'neutron could not be read: the '
+                         'driver waits as nova alone would',
+                         outcome='failed', method=method,
+                         ports=[vif['id'] for vif in waited],
+                         error='%s: %s' % (type(error).__name__, error))
+            return
+        rebound = []
+        for vif in waited:
+            port = ports.get(vif['id'])
+            bound = port.get(BINDING_HOST) if port else None
+            if port is None or bound == host:
+                self._record(instance, 'wait',
+                             'bound to this host: the event can come',
+                             method=method, port=vif['id'],
+                             binding_host=bound)
+                continue
+            try:
+                client.update_port(vif['id'],
+                                   {'port': {BINDING_HOST: host}})
+            except Exception as error:
+                self._unfixable(instance, vif, bound, host, method, error)
+                continue
+            rebound.append(vif)
+        if not rebound:
+            return
+        try:
+            now = {p['id']: p for p in client.list_ports(
+                device_id=instance.uuid)['ports']}
+        except Exception:
+            now = {}
+        for vif in rebound:
+            status = now.get(vif['id'], {}).get('status')
+            if status == 'ACTIVE':
+                # What nova decides from that status: nothing to wait for.
+                vif['active'] = True
+                reason = 'rebound to this host; neutron reports it ACTIVE'
+            else:
+                reason = ('rebound to this host; status %s: the event can '
+                          'come now' % status)
+            self._record(instance, 'rebind', reason, method=method,
+                         port=vif['id'],
+                         binding_host=ports[vif['id']].get(BINDING_HOST),
+                         status_after=status)
+
+    def _unfixable(self, instance, vif, bound, host, method, error):
+        details = dict(method=method, port=vif['id'], binding_host=bound,
+                       error='%s: %s' % (type(error).__name__, error))
+        if self.policy == 'skip-wait':
+            vif['active'] = True
+            self._record(instance, 'skip_wait',
+                         'bound to %s and could not be rebound: not waited '
+                         'for ([guardrails] revert_vif_policy = skip-wait)'
+                         % bound, outcome='done', **details)
+            return
+        self._record(instance, 'fail_fast',
+                     'bound to %s and could not be rebound: failing now '
+                     '([guardrails] revert_vif_policy = fix)' % bound,
+                     outcome='refused', **details)
+        raise PortBindingElsewhere(port=vif['id'], instance=instance.uuid,
+                                   bound=bound, host=host, error=error)
+

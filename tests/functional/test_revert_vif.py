@@ -1,0 +1,184 @@
+"""revert_vif guard on real nova 34 (issue 7; seed 002, nova bug 1450624).
+
+nova's NeutronFixture with neutron's agents simulated (harness.NeutronAgents):
+a port bound to the host where its vif is plugged goes ACTIVE and neutron
+sends network-vif-plugged; a port bound elsewhere gets nothing. Waits are on
+(vif_plugging_timeout 3 s, vif_plugging_is_fatal).
+"""
+
+import fixtures
+
+import nova.conf
+from nova_guardrails.lab import harness
+from nova_guardrails.lab import scenarios
+
+CONF = nova.conf.CONF
+TIMEOUT = 3
+
+
+class _Base(harness.GuardrailsTestBase):
+
+    def setUp(self):
+        super().setUp()
+        self.server, self.port_id, self.agents = scenarios.resized_with_port(
+            self, timeout=TIMEOUT)
+        self.assertEqual('compute2', self.port_host())
+
+    def port_host(self):
+        return self.neutron.show_port(self.port_id)['port'][
+            'binding:host_id']
+
+    def revert(self):
+        self.sent_before = len(self.agents.sent)
+        return scenarios.revert(self, self.server)
+
+    def decisions(self):
+        return [d for d in scenarios._decisions()
+                if d['guard'] == 'revert_vif']
+
+    def plugged_events(self):
+        """network-vif-plugged events neutron sent during the revert."""
+        return [e for e in self.agents.sent[self.sent_before:]
+                if e['tag'] == self.port_id]
+
+
+class GuardedRevertTest(_Base):
+
+    def test_seed_002_port_bound_elsewhere(self):
+        scenarios.make_revert_race(self, self.port_id, self.agents)
+        server, seconds = self.revert()
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual('compute1', self.port_host())
+        self.assertLess(seconds, TIMEOUT)
+        [decision] = self.decisions()
+        self.assertEqual(('rebind', 'done'),
+                         (decision['action'], decision['outcome']))
+        self.assertEqual({'method': 'finish_revert_migration',
+                          'port': self.port_id, 'binding_host': 'compute2',
+                          'status_after': 'DOWN'}, decision['details'])
+        # The driver still waited for the event, which came once the port
+        # was bound here: a real plug check, not a skipped one.
+        self.assertEqual(1, len(self.plugged_events()))
+
+    def test_normal_revert_unchanged(self):
+        server, seconds = self.revert()
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual('compute1', self.port_host())
+        self.assertEqual([], self.decisions())
+
+    def test_neutron_unreachable_keeps_novas_behaviour(self):
+        def unreachable(context):
+            raise ConnectionError('neutron is down')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_guardrails.guards.revert_vif.neutron_client', unreachable))
+        scenarios.make_revert_race(self, self.port_id, self.agents)
+        server, seconds = self.revert()
+        # As nova alone: the wait times out.
+        self.assertEqual('ERROR', server['status'])
+        self.assertGreaterEqual(seconds, TIMEOUT)
+        [decision] = self.decisions()
+        self.assertEqual(('nova', 'failed'),
+                         (decision['action'], decision['outcome']))
+        self.assertIn('neutron is down', decision['details']['error'])
+
+    def test_unfixable_binding_fails_fast(self):
+        scenarios.make_revert_race(self, self.port_id, self.agents)
+        self.agents.refuse = True
+        server, seconds = self.revert()
+        self.assertEqual('ERROR', server['status'])
+        self.assertLess(seconds, TIMEOUT)
+        for text in ('revert_vif: failing now', self.port_id,
+                     'bound to host compute2'):
+            self.assertIn(text, server['fault']['message'])
+        [decision] = self.decisions()
+        self.assertEqual(('fail_fast', 'refused'),
+                         (decision['action'], decision['outcome']))
+
+    def test_unfixable_binding_skip_wait(self):
+        self.use_nova_conf('[guardrails]\nrevert_vif_policy = skip-wait\n')
+        # The policy is read when the compute service loads its guards.
+        self.restart_compute_service('compute1')
+        scenarios.make_revert_race(self, self.port_id, self.agents)
+        self.agents.refuse = True
+        server, seconds = self.revert()
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertLess(seconds, TIMEOUT)
+        self.assertEqual('compute2', self.port_host())
+        [decision] = self.decisions()
+        self.assertEqual('skip_wait', decision['action'])
+
+
+class NovaAloneRevertTest(_Base):
+    NOVA_CONF = harness.NOVA_ALONE_CONF
+
+    def test_seed_002_port_bound_elsewhere(self):
+        scenarios.make_revert_race(self, self.port_id, self.agents)
+        server, seconds = self.revert()
+        self.assertEqual('ERROR', server['status'])
+        self.assertIn('Virtual Interface creation failed',
+                      server['fault']['message'])
+        self.assertGreaterEqual(seconds, TIMEOUT)
+        self.assertEqual('compute2', self.port_host())
+        self.assertEqual([], self.plugged_events())
+
+    def test_normal_revert(self):
+        server, seconds = self.revert()
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+
+
+class _ResizeBase(harness.GuardrailsTestBase):
+    """The same lost binding update on the way out (finish_migration on the
+    destination). nova 34's libvirt finish_migration does not wait for vif
+    events (vifs_already_plugged=True): no timeout, but the port stays bound
+    to the source host."""
+
+    def resize_with_race(self):
+        agents = self.useFixture(harness.NeutronAgents(self))
+        scenarios._fake_disk_migration(self)
+        self.flags(allow_resize_to_same_host=False)
+        self.start_compute('compute1')
+        self.start_compute('compute2')
+        port_id = self.neutron.port_1['id']
+        server = self._create_server(networks=[{'port': port_id}],
+                                     host='compute1')
+        scenarios._heal_info_cache(self, server)
+        self.flags(vif_plugging_timeout=TIMEOUT, vif_plugging_is_fatal=True)
+        self.neutron._ports[port_id]['status'] = 'DOWN'
+        agents.lose = 1
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': '2'}})
+        self.wait_until(lambda: self.api.get_server(server['id'])['status']
+                        in ('VERIFY_RESIZE', 'ERROR'), timeout=60)
+        return (self.api.get_server(server['id']),
+                self.neutron.show_port(port_id)['port']['binding:host_id'])
+
+
+class GuardedResizeTest(_ResizeBase):
+
+    def test_finish_migration_port_bound_elsewhere(self):
+        server, port_host = self.resize_with_race()
+        self.assertEqual(('VERIFY_RESIZE', 'compute2'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual('compute2', port_host)
+        [decision] = [d for d in scenarios._decisions()
+                      if d['guard'] == 'revert_vif']
+        self.assertEqual(('rebind', 'finish_migration', 'compute1'),
+                         (decision['action'],
+                          decision['details']['method'],
+                          decision['details']['binding_host']))
+
+
+class NovaAloneResizeTest(_ResizeBase):
+    NOVA_CONF = harness.NOVA_ALONE_CONF
+
+    def test_finish_migration_port_bound_elsewhere(self):
+        server, port_host = self.resize_with_race()
+        # No wait, so no error: the guest runs on compute2 with its port
+        # still bound to compute1.
+        self.assertEqual(('VERIFY_RESIZE', 'compute2'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual('compute1', port_host)
