@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: venv install lab test test-unit test-functional clean
+.PHONY: venv install lab test docs sample clean
 
 venv: $(STAMP)
 
@@ -31,5 +31,13 @@ lab: install
 test: install
 	cd tests && ../$(PY) -m pytest -q -ra $(PYTEST_ARGS) .
 
+# The documentation; a Sphinx warning fails the build.
+docs: install
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html doc/source doc/build/html
+
+# Regenerate etc/nova-guardrails.conf.sample (a unit test checks it).
+sample: install
+	$(VENV)/bin/oslo-config-generator --config-file etc/oslo-config-generator/nova-guardrails.conf
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info doc/build

@@ -42,3 +42,25 @@ def markdown():
     lines += ['', 'Not in this release\'s table (reported as `unlisted`, '
               'left to nova): %s.' % ', '.join(uncovered), '']
     return '\n'.join(lines)
+
+
+def rst():
+    """The recovery table as reStructuredText (the documentation's page)."""
+    def cell(text):
+        return text.replace('|', '\\|')
+    lines = ['.. list-table::', '   :header-rows: 1',
+             '   :widths: 20 15 10 10 8 37', '',
+             '   * - task_state', '     - vm_state', '     - power state',
+             '     - action', '     - by', '     - reason']
+    for row in rows():
+        lines.append('   * - %s' % cell(row[0]))
+        lines.extend('     - %s' % cell(value) for value in row[1:])
+    lines += ['', '.. list-table:: Actions', '   :header-rows: 1', '',
+              '   * - action', '     - what it does']
+    for action, text in sorted(recovery.ACTIONS.items()):
+        lines += ['   * - ``%s``' % action, '     - %s' % cell(text)]
+    uncovered = sorted(recovery.ALL_TASK_STATES -
+                       recovery.COVERED_TASK_STATES)
+    lines += ['', 'Not in this release\'s table (reported as ``unlisted``, '
+              'left to nova): %s.' % ', '.join(uncovered), '']
+    return '\n'.join(lines)

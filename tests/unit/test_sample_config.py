@@ -1,0 +1,33 @@
+"""etc/nova-guardrails.conf.sample is what oslo-config-generator makes."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+GENERATOR = os.path.join(os.path.dirname(sys.executable),
+                         'oslo-config-generator')
+
+
+class SampleConfigTest(unittest.TestCase):
+
+    def test_committed_sample_is_current(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, 'sample')
+            subprocess.run(
+                [GENERATOR, '--config-file',
+                 'etc/oslo-config-generator/nova-guardrails.conf',
+                 '--output-file', out], cwd=ROOT, check=True,
+                capture_output=True)
+            with open(out) as f:
+                generated = f.read()
+        with open(os.path.join(ROOT, 'etc',
+                               'nova-guardrails.conf.sample')) as f:
+            committed = f.read()
+        self.assertEqual(
+            generated, committed,
+            'etc/nova-guardrails.conf.sample is out of date: run '
+            'oslo-config-generator --config-file '
+            'etc/oslo-config-generator/nova-guardrails.conf')
