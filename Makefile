@@ -33,7 +33,7 @@ test: install
 
 # The documentation; a Sphinx warning fails the build.
 docs: install
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html doc/source doc/build/html
+	$(VENV)/bin/sphinx-build -E -W --keep-going -q -b html doc/source doc/build/html
 
 # Regenerate etc/nova-guardrails.conf.sample (a unit test checks it).
 sample: install
