@@ -31,7 +31,8 @@ guardrails_opts = [
              'would hide.'),
     cfg.ListOpt(
         'enabled_guards',
-        default=['recovery_table', 'host_identity', 'revert_vif'],
+        default=['recovery_table', 'host_identity', 'revert_vif',
+                 'rbd_root_disk'],
         help='Guards to load, by entry point name in the '
              '``nova_guardrails.guards`` namespace, run in the order given. '
              'An unknown or repeated name stops nova-compute at start-up. An '
@@ -47,7 +48,10 @@ guardrails_opts = [
              '* ``revert_vif``: before a resize revert (or resize) waits for '
              'network-vif-plugged events, moves ports still bound to another '
              'host to this one, so the driver never waits for an event that '
-             'cannot come (seed 002, nova bug 1450624).'),
+             'cannot come (seed 002, nova bug 1450624).\n'
+             '* ``rbd_root_disk``: an instance\'s root disk in Ceph '
+             '(``<uuid>_disk``) is removed only when that instance is '
+             'deleted by this host (seed 004).'),
     cfg.StrOpt(
         'report_path',
         default='$state_path/guardrails/startup-report.json',
@@ -90,6 +94,15 @@ guardrails_opts = [
              'events of ports that neutron has bound to another host. '
              'Every decision is logged with the instance, the port, the '
              'binding host found and the action.'),
+    cfg.IntOpt(
+        'rbd_trash_delay',
+        min=0,
+        default=0,
+        help='``rbd_root_disk`` guard: seconds an instance\'s root disk '
+             'stays in the pool\'s rbd trash when the instance is deleted. '
+             '0: removed at once, as nova does. Positive: moved to the rbd '
+             'trash with that deferment; ``nova-guardrails rbd-trash list`` '
+             'and ``restore`` find and restore it until it is purged.'),
 ]
 
 

@@ -119,7 +119,11 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
                  {'driver': type(real).__name__,
                   'guards': ', '.join(names) or '(none)'})
         manager = getattr(virtapi, '_compute', None)
-        if isinstance(manager, compute_manager.ComputeManager):
+        if not isinstance(manager, compute_manager.ComputeManager):
+            manager = None
+        for guard in self._guardrails_guards:
+            guard.wrap_driver(real, manager)
+        if manager is not None:
             self.guardrails_bind(manager)
         else:
             LOG.warning('guardrails: the driver was built without a '

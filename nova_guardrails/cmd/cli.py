@@ -5,6 +5,7 @@ Subcommands:
 * ``lab``: run the seed scenarios on an embedded in-process nova, nova alone
   beside guarded, and print the comparison table (needs the ``lab`` extra).
 * ``table``: print the recovery table as markdown.
+* ``rbd-trash list|restore UUID``: root disks in the rbd trash.
 """
 
 import argparse
@@ -21,6 +22,11 @@ def _table(args):
     from nova_guardrails import table_doc
     sys.stdout.write(table_doc.markdown())
     return 0
+
+
+def _rbd_trash(args):
+    from nova_guardrails import rbd_trash
+    return rbd_trash.main(args)
 
 
 def build_parser():
@@ -43,6 +49,20 @@ def build_parser():
     table = sub.add_parser('table', help='print the recovery table '
                                          '(markdown)')
     table.set_defaults(func=_table)
+    trash = sub.add_parser(
+        'rbd-trash', help='list or restore root disks that nova-guardrails '
+                          'moved to the rbd trash ([guardrails] '
+                          'rbd_trash_delay); Ceph settings from nova.conf\'s '
+                          '[libvirt]')
+    trash.add_argument('--config-file', action='append', metavar='PATH',
+                       help='nova configuration file (repeatable; default '
+                            '/etc/nova/nova.conf)')
+    trash_sub = trash.add_subparsers(dest='trash_command', required=True)
+    trash_sub.add_parser('list', help='root disks in the pool\'s rbd trash')
+    restore = trash_sub.add_parser(
+        'restore', help='restore an instance\'s root disk under its name')
+    restore.add_argument('instance_uuid')
+    trash.set_defaults(func=_rbd_trash)
     return parser
 
 

@@ -31,6 +31,11 @@ class Guard:
         """Check this guard's options; raise GuardrailsConfigError naming
         the option when one is invalid. Called once, at driver load."""
 
+    def wrap_driver(self, driver, manager):
+        """Once, when nova-compute builds its driver: ``driver`` is the real
+        driver instance (wrap its methods as instance attributes, never its
+        class), ``manager`` the ComputeManager (or None)."""
+
     def driver_init_host(self, manager, host):
         """After the real driver's ``init_host(host)``; before nova's node
         checks and before anything can be destroyed. Raise

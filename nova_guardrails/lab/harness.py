@@ -42,7 +42,7 @@ GUARDED_NOVA_CONF = """
 compute_driver = guardrails.GuardrailsDriver
 [guardrails]
 driver = libvirt.LibvirtDriver
-enabled_guards = recovery_table, host_identity, revert_vif
+enabled_guards = recovery_table, host_identity, revert_vif, rbd_root_disk
 """
 
 #: nova.conf of the same nova-compute without nova-guardrails.

@@ -11,6 +11,7 @@ hypervisor state and returns an :class:`Outcome`. The functional tests and
 
 import dataclasses
 import json
+import os
 
 import fixtures
 from nova.compute import task_states
@@ -591,3 +592,139 @@ REVERT_SCENARIOS = [
 ]
 SCENARIOS = SCENARIOS + REVERT_SCENARIOS
 BY_NAME.update({s.name: s for s in REVERT_SCENARIOS})
+
+
+# RBD root disks (seed 004) ---------------------------------------------------
+
+_CLUSTER = []
+# The temporary directory before nova's test fixtures point it at each test
+# case's own (removed when the case ends).
+_TMP = __import__('tempfile').gettempdir()
+
+
+def ceph_cluster():
+    """The lab's throwaway Ceph cluster, started on first use, stopped at
+    exit."""
+    if not _CLUSTER:
+        import atexit
+        from nova_guardrails.lab import ceph
+        cluster = ceph.Cluster(base_dir=_TMP)
+        cluster.start()
+        atexit.register(cluster.stop)
+        _CLUSTER.append(cluster)
+    return _CLUSTER[0]
+
+
+def use_rbd(test, cluster):
+    test.flags(images_type='rbd', images_rbd_pool=cluster.pool,
+               images_rbd_ceph_conf=cluster.conf, group='libvirt')
+
+
+def evacuate_to_failing_host(test, write_image, force_old_cleanup=False):
+    """A server on A with its root disk <uuid>_disk in the pool (written by
+    ``write_image(name) -> bytes``, as spawn would); A goes down; it is
+    evacuated to C, where creating the guest fails. Returns (server, root
+    image name, its bytes)."""
+    test.start_compute(A)
+    test.start_compute(C)
+    [server] = boot_on(test, A)
+    root = '%s_disk' % server['id']
+    data = write_image(root)
+    test.stop_compute(A)
+    force_down(test, A)
+
+    def guest_creation_fails(*args, **kwargs):
+        from nova.tests.fixtures import libvirt as fakelibvirt
+        raise fakelibvirt.make_libvirtError(
+            fakelibvirt.libvirtError,
+            'Cannot allocate memory (memory overcommit)',
+            error_code=fakelibvirt.VIR_ERR_INTERNAL_ERROR)
+    test.useFixture(fixtures.MonkeyPatch(DOMAIN + '.createWithFlags',
+                                         guest_creation_fails))
+    if force_old_cleanup:
+        # Before nova 22, and still whenever spawn created any disk
+        # (created_disks is one boolean for root, ephemeral and swap), the
+        # failed spawn's clean-up includes the instance's rbd images.
+        test.useFixture(fixtures.MonkeyPatch(
+            LIBVIRT_DRIVER + '._create_image',
+            lambda *args, **kwargs: (False, True)))
+    test.admin_api.post_server_action(server['id'], {'evacuate': {}})
+    test._wait_for_server_parameter(server, {'status': 'ERROR'})
+    return server, root, data
+
+
+@dataclasses.dataclass
+class DiskOutcome:
+    situation_text: str
+    root_intact: bool | None
+    decisions: list
+    note: str | None = None
+
+    def situation(self):
+        return self.situation_text
+
+    def cell(self, guarded):
+        if self.root_intact is None:
+            return 'not run: %s' % self.note
+        text = ('root disk intact (byte-identical)' if self.root_intact
+                else 'ROOT DISK DELETED from the pool')
+        if guarded and self.decisions:
+            text += '\nactions: %s' % ', '.join(
+                d['action'] for d in self.decisions)
+        return text
+
+    @property
+    def verdict(self):
+        if self.root_intact is None:
+            return 'not run'
+        return 'data intact' if self.root_intact else 'data lost'
+
+    def as_dict(self):
+        return dataclasses.asdict(self) | {'verdict': self.verdict}
+
+
+def run_rbd_evacuation(test, scenario):
+    from nova_guardrails.lab import ceph
+    situation = ('evacuation to a host where creating the guest fails; '
+                 'the failed spawn cleans up its disks (created_disks, '
+                 'forced); root disk in a real Ceph pool')
+    lacking = ceph.missing()
+    if lacking:
+        return DiskOutcome(situation, None, [],
+                           'Ceph not installed (%s)' % ', '.join(lacking))
+    cluster = ceph_cluster()
+    use_rbd(test, cluster)
+    import rados
+    import rbd
+    client = rados.Rados(conffile=cluster.conf)
+    client.connect(timeout=10)
+    try:
+        ioctx = client.open_ioctx(cluster.pool)
+
+        def write_image(name, size=1024 * 1024):
+            data = os.urandom(size)
+            rbd.RBD().create(ioctx, name, size)
+            with rbd.Image(ioctx, name) as image:
+                image.write(data, 0)
+            return data
+        server, root, data = evacuate_to_failing_host(
+            test, write_image, force_old_cleanup=True)
+        intact = False
+        if root in rbd.RBD().list(ioctx):
+            with rbd.Image(ioctx, root) as image:
+                intact = image.read(0, image.size()) == data
+        ioctx.close()
+    finally:
+        client.shutdown()
+    return DiskOutcome(situation, intact,
+                       [d for d in _decisions()
+                        if d['guard'] == 'rbd_root_disk'])
+
+
+RBD_SCENARIOS = [
+    Scenario('evacuation_spawn_fails_rbd',
+             'evacuation whose spawn fails, root disk on Ceph',
+             'seed 004', run=run_rbd_evacuation),
+]
+SCENARIOS = SCENARIOS + RBD_SCENARIOS
+BY_NAME.update({s.name: s for s in RBD_SCENARIOS})

@@ -31,7 +31,8 @@ class DriverLoadingTest(harness.GuardrailsTestBase):
         self.assertIs(real._host, manager.driver._host)
         self.assertIs(real.capabilities, manager.driver.capabilities)
         # The stevedore-loaded guard is the one nova.conf names.
-        self.assertEqual(['recovery_table', 'host_identity', 'revert_vif'],
+        self.assertEqual(['recovery_table', 'host_identity', 'revert_vif',
+                          'rbd_root_disk'],
                          [g.name for g in
                           manager.driver._guardrails_guards])
         # Each manager instance has its own wrappers; the class is intact.

@@ -226,7 +226,8 @@ class GuardedRebootRecoveryTest(_Base):
             report = json.load(f)
         self.assertEqual('completed', report['status'])
         self.assertEqual(scenarios.HOST, report['host'])
-        self.assertEqual(['recovery_table', 'host_identity', 'revert_vif'],
+        self.assertEqual(['recovery_table', 'host_identity', 'revert_vif',
+                          'rbd_root_disk'],
                          report['guards'])
         self.assertEqual([crashed_server['id']],
                          [d['instance_uuid'] for d in report['decisions']])

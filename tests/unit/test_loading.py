@@ -25,7 +25,8 @@ class GuardLoaderTest(unittest.TestCase):
         self.report = report_mod.StartupReport('/nonexistent', 'h', [])
 
     def test_installed_entry_points(self):
-        self.assertEqual(['host_identity', 'recovery_table', 'revert_vif'],
+        self.assertEqual(['host_identity', 'rbd_root_disk',
+                          'recovery_table', 'revert_vif'],
                          guards.available())
 
     def test_load_by_name(self):
@@ -54,7 +55,7 @@ class OptionsTest(unittest.TestCase):
         self.assertEqual('guardrails', group.name)
         self.assertEqual({'driver', 'enabled_guards', 'report_path',
                           'allow_takeover_from', 'max_startup_destroys',
-                          'revert_vif_policy'},
+                          'revert_vif_policy', 'rbd_trash_delay'},
                          {o.name for o in opts})
         for opt in opts:
             self.assertTrue(opt.help and len(opt.help) > 40, opt.name)
@@ -66,7 +67,7 @@ class OptionsTest(unittest.TestCase):
             [generator, '--namespace', 'nova_guardrails'],
             capture_output=True, text=True, check=True).stdout
         self.assertIn('[guardrails]', out)
-        for line in ('#driver = <None>', '#enabled_guards = recovery_table,host_identity,revert_vif',
+        for line in ('#driver = <None>', '#enabled_guards = recovery_table,host_identity,revert_vif,rbd_root_disk',
                      '#revert_vif_policy = fix',
                      '#report_path = $state_path/guardrails/'
                      'startup-report.json'):
