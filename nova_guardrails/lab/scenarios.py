@@ -125,24 +125,29 @@ def boot(test):
     return test._create_server(networks='none')
 
 
-def _reboot(test, server, kind):
-    test.api.post_server_action(server['id'], {'reboot': {'type': kind}})
+def _interrupt(test, server, crashed, action):
+    """Ask nova-api for ``action`` on ``server``; wait until nova-compute
+    dies at the crash point ``crashed`` (from ``test.crash_at...``)."""
+    test.api.post_server_action(server['id'], action)
+    test.wait_for_crash(crashed)
+    return server
+
+
+def _reboot(kind):
+    return {'reboot': {'type': kind}}
 
 
 def soft_reboot_guest_off(test):
     server = boot(test)
-    crashed = test.crash_at(DOMAIN, 'shutdown', when='after')
-    _reboot(test, server, 'SOFT')
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(test, server, test.crash_at(DOMAIN, 'shutdown'),
+                      _reboot('SOFT'))
 
 
 def soft_reboot_guest_running(test):
     server = boot(test)
-    crashed = test.crash_at(DOMAIN, 'shutdown', when='before')
-    _reboot(test, server, 'SOFT')
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(
+        test, server, test.crash_at(DOMAIN, 'shutdown', when='before'),
+        _reboot('SOFT'))
 
 
 def _stopped_server(test):
@@ -154,30 +159,22 @@ def _stopped_server(test):
 def hard_reboot_rebooting_hard(test):
     """Stopped server, hard reboot; dies before acknowledging it."""
     server = _stopped_server(test)
-    crashed = test.crash_at_task_state(task_states.REBOOT_PENDING_HARD,
-                                       when='before')
-    _reboot(test, server, 'HARD')
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(test, server, test.crash_at_task_state(
+        task_states.REBOOT_PENDING_HARD), _reboot('HARD'))
 
 
 def hard_reboot_pending_hard(test):
     """Stopped server, hard reboot acknowledged; dies before the driver."""
     server = _stopped_server(test)
-    crashed = test.crash_at_task_state(task_states.REBOOT_STARTED_HARD,
-                                       when='before')
-    _reboot(test, server, 'HARD')
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(test, server, test.crash_at_task_state(
+        task_states.REBOOT_STARTED_HARD), _reboot('HARD'))
 
 
 def hard_reboot_started_hard(test):
     """Active server, hard reboot; dies after the guest was destroyed."""
     server = boot(test)
-    crashed = test.crash_at(DOMAIN, 'destroy', when='after')
-    _reboot(test, server, 'HARD')
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(test, server, test.crash_at(DOMAIN, 'destroy'),
+                      _reboot('HARD'))
 
 
 def hard_reboot_error_instance(test):
@@ -188,10 +185,8 @@ def hard_reboot_error_instance(test):
                                 {'os-resetState': {'state': 'error'}})
     test._wait_for_server_parameter(server,
                                     {'OS-EXT-STS:vm_state': 'error'})
-    crashed = test.crash_at(DOMAIN, 'destroy', when='after')
-    _reboot(test, server, 'HARD')
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(test, server, test.crash_at(DOMAIN, 'destroy'),
+                      _reboot('HARD'))
 
 
 def _guest_cannot_start(test):
@@ -207,29 +202,24 @@ def _guest_cannot_start(test):
 def soft_reboot_pending_guest_running(test):
     """Soft reboot acknowledged (reboot_pending); dies before the driver."""
     server = boot(test)
-    crashed = test.crash_at_task_state(task_states.REBOOT_STARTED,
-                                       when='before')
-    _reboot(test, server, 'SOFT')
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(test, server, test.crash_at_task_state(
+        task_states.REBOOT_STARTED), _reboot('SOFT'))
 
 
 def stop_before_driver(test):
     """Stop (powering-off); dies before the driver powers the guest off."""
     server = boot(test)
-    crashed = test.crash_at(LIBVIRT_DRIVER, 'power_off', when='before')
-    test.api.post_server_action(server['id'], {'os-stop': None})
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(
+        test, server, test.crash_at(LIBVIRT_DRIVER, 'power_off',
+                                    when='before'), {'os-stop': None})
 
 
 def suspend_before_driver(test):
     """Suspend (suspending); dies before the driver suspends the guest."""
     server = boot(test)
-    crashed = test.crash_at(LIBVIRT_DRIVER, 'suspend', when='before')
-    test.api.post_server_action(server['id'], {'suspend': None})
-    test.wait_for_crash(crashed)
-    return server
+    return _interrupt(
+        test, server, test.crash_at(LIBVIRT_DRIVER, 'suspend',
+                                    when='before'), {'suspend': None})
 
 
 #: Scenarios the functional tests run besides the lab's.
@@ -499,10 +489,9 @@ def _heal_info_cache(test, server):
                                                force_refresh=True)
 
 
-def resized_with_port(test, timeout=3):
-    """A server with a port on compute1, resized to compute2 and not yet
-    confirmed; neutron's agents simulated. Returns (server, port id,
-    agents)."""
+def server_with_port(test, timeout=3):
+    """A server with a port on compute1 (compute2 up too), neutron's agents
+    simulated, vif waits on. Returns (server, port id, agents)."""
     agents = test.useFixture(_harness().NeutronAgents(test))
     _fake_disk_migration(test)
     test.flags(allow_resize_to_same_host=False)
@@ -514,8 +503,13 @@ def resized_with_port(test, timeout=3):
     _heal_info_cache(test, server)
     # NeutronFixture turns the waits off; seed 002 needs them on.
     test.flags(vif_plugging_timeout=timeout, vif_plugging_is_fatal=True)
-    server = test._resize_server(server, '2')
     return server, port_id, agents
+
+
+def resized_with_port(test, timeout=3):
+    """:func:`server_with_port`, resized to compute2, not yet confirmed."""
+    server, port_id, agents = server_with_port(test, timeout)
+    return test._resize_server(server, '2'), port_id, agents
 
 
 def make_revert_race(test, port_id, agents):

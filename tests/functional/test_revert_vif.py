@@ -137,16 +137,7 @@ class _ResizeBase(harness.GuardrailsTestBase):
     to the source host."""
 
     def resize_with_race(self):
-        agents = self.useFixture(harness.NeutronAgents(self))
-        scenarios._fake_disk_migration(self)
-        self.flags(allow_resize_to_same_host=False)
-        self.start_compute('compute1')
-        self.start_compute('compute2')
-        port_id = self.neutron.port_1['id']
-        server = self._create_server(networks=[{'port': port_id}],
-                                     host='compute1')
-        scenarios._heal_info_cache(self, server)
-        self.flags(vif_plugging_timeout=TIMEOUT, vif_plugging_is_fatal=True)
+        server, port_id, agents = scenarios.server_with_port(self, TIMEOUT)
         self.neutron._ports[port_id]['status'] = 'DOWN'
         agents.lose = 1
         self.api.post_server_action(server['id'],
