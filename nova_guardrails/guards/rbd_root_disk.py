@@ -9,16 +9,20 @@ only what it created (``cleanup_instance_disks=created_disks``), but
 still removes every image whose name starts with the instance uuid.
 
 The guard replaces ``_cleanup_rbd`` on the real driver instance. The root
-disk ``<uuid>_disk`` is removed only when the instance itself is being
-deleted by this host: task_state ``deleting``, or vm_state ``deleted`` /
-``soft-delete`` (the reclaim of a soft-deleted instance), on its own host.
-In every other context (failed spawn of an evacuation or rebuild,
-``_destroy_evacuated_instances``, an unknown caller) it is kept, and the
-refusal is logged at ERROR with the instance, the context and the caller.
-When the guard cannot decide, the disk is kept. The other images (ephemeral,
-swap, config drive) are removed as nova does, through nova's own
-``RBDDriver.cleanup_volumes``. With ``[guardrails] rbd_trash_delay`` > 0 an
-allowed removal moves the root disk to the pool's rbd trash instead.
+disk ``<uuid>_disk`` may be removed only by the instance's own host
+(``instance.host`` is this nova-compute): its deletion, its reclaim after a
+soft delete, a rebuild on that host (which must replace the old disk), a
+failed build or a shelve offload there, all as nova does. During an
+evacuation ``instance.host`` stays the source until the rebuild on the
+destination succeeds (``ResourceTracker.finish_evacuation``), so a failed
+spawn there, ``_destroy_evacuated_instances`` on the source, or any caller
+acting on another host's instance keeps the disk, and the refusal is logged
+at ERROR with the instance, the context and the caller. When the guard
+cannot decide, the disk is kept. The other images (ephemeral, swap, config
+drive) are removed as nova does, through nova's own
+``RBDDriver.cleanup_volumes``. With ``[guardrails] rbd_trash_delay`` > 0 a
+deleted instance's root disk moves to the pool's rbd trash instead; if that
+move fails, the disk stays.
 """
 
 import inspect
@@ -52,7 +56,7 @@ def _caller():
 
 
 class RbdRootDiskGuard(base.Guard):
-    """Keep ``<uuid>_disk`` unless its instance is deleted by this host."""
+    """Only the instance's own host may remove ``<uuid>_disk``."""
 
     def validate(self):
         self.trash_delay = self.conf.guardrails.rbd_trash_delay
@@ -71,24 +75,30 @@ class RbdRootDiskGuard(base.Guard):
 
     @staticmethod
     def deletion_allowed(host, instance):
-        """``(allowed, context)``: may the root disk of ``instance`` go?"""
+        """``(allowed, context)``: may this host remove the root disk of
+        ``instance``? Only when the instance is this host's."""
         context = 'vm_state=%s task_state=%s host=%s' % (
             instance.vm_state, instance.task_state, instance.host)
         if host is None or instance.host != host:
-            return False, context + ' (not this host %s)' % host
-        if instance.task_state == task_states.DELETING:
-            return True, context
-        if (instance.vm_state in (vm_states.DELETED, vm_states.SOFT_DELETED)
-                or instance.deleted):
-            return True, context
-        return False, context
+            return False, context + ', not this host (%s)' % host
+        return True, context
+
+    @staticmethod
+    def being_deleted(instance):
+        """The instance itself is going away (not a rebuild or a move)."""
+        return (instance.task_state == task_states.DELETING or
+                instance.vm_state in (vm_states.DELETED,
+                                      vm_states.SOFT_DELETED) or
+                bool(instance.deleted))
 
     def cleanup(self, original, host, instance):
         try:
             allowed, context = self.deletion_allowed(host, instance)
         except Exception as error:
             allowed, context = False, 'could not decide: %s' % error
-        if allowed and not self.trash_delay:
+        to_trash = (allowed and self.trash_delay > 0 and
+                    self.being_deleted(instance))
+        if allowed and not to_trash:
             return original(instance)
         # nova's own selection (LibvirtDriver._cleanup_rbd), minus the root
         # disk, which is decided here.
@@ -114,21 +124,34 @@ class RbdRootDiskGuard(base.Guard):
                                               instance.task_state, None)
             if not allowed:
                 LOG.error('guardrails %(guard)s: refused to remove root disk '
-                          '%(pool)s/%(image)s of instance %(uuid)s: it is not '
-                          'being deleted by this host (%(context)s); caller: '
-                          '%(caller)s', dict(details, guard=self.name,
+                          '%(pool)s/%(image)s of instance %(uuid)s: the '
+                          'instance is not this host\'s (%(context)s); '
+                          'caller: %(caller)s', dict(details, guard=self.name,
                                              uuid=instance.uuid,
                                              context=context),
                           instance=instance)
                 self.report.record_runtime(report_mod.Decision(
                     guard=self.name, instance_uuid=instance.uuid,
                     before=before, action='keep_root', outcome='refused',
-                    reason='root disk kept: the instance is not being '
-                           'deleted by this host (%s)' % context,
+                    reason='root disk kept: the instance is not this '
+                           'host\'s (%s)' % context,
                     details=details))
                 return
-            rbd_utils.rbd.RBD().trash_move(client.ioctx, root,
-                                           delay=self.trash_delay)
+            try:
+                rbd_utils.RbdProxy().trash_move(client.ioctx, root,
+                                                delay=self.trash_delay)
+            except Exception as error:
+                LOG.exception('guardrails %s: could not move root disk %s '
+                              'to the rbd trash; it stays in the pool',
+                              self.name, root, instance=instance)
+                self.report.record_runtime(report_mod.Decision(
+                    guard=self.name, instance_uuid=instance.uuid,
+                    before=before, action='trash_root', outcome='failed',
+                    reason='the move to the rbd trash failed; the root disk '
+                           'stays in the pool',
+                    error='%s: %s' % (type(error).__name__, error),
+                    details=details))
+                return
             self.report.record_runtime(report_mod.Decision(
                 guard=self.name, instance_uuid=instance.uuid, before=before,
                 action='trash_root',

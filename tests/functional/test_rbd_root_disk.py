@@ -103,7 +103,25 @@ class GuardedRbdTest(_Base):
                          (decision['action'], decision['outcome']))
         self.assertEqual(root, decision['details']['image'])
         self.assertIn('spawn', decision['details']['caller'])
-        self.assertIn('task_state=rebuild_spawning', decision['reason'])
+        self.assertIn('task_state=rebuild_spawning host=hostA, not this '
+                      'host (hostC)', decision['reason'])
+
+    def test_rebuild_on_its_host_replaces_the_root_disk(self):
+        # A rebuild destroys the old disk before spawning the new image; a
+        # kept disk would be reused and the server would boot the old one.
+        self.start_compute(A)
+        server, root, _ = self.boot_with_root()
+        self._rebuild_server(server, server['image']['id'])
+        self.assertIsNone(self.read_image(root))
+        self.assertEqual([], self.decisions())
+
+    def test_rebuild_with_trash_delay_removes_not_trashes(self):
+        self.use_nova_conf('[guardrails]\nrbd_trash_delay = 3600\n')
+        self.start_compute(A)
+        server, root, _ = self.boot_with_root()
+        self._rebuild_server(server, server['image']['id'])
+        self.assertIsNone(self.read_image(root))
+        self.assertEqual([], self.trashed())
 
     def test_genuine_delete_removes_every_image(self):
         self.start_compute(A)
