@@ -29,6 +29,7 @@ it. If neutron cannot be read, nova's behaviour is kept (logged).
 
 import inspect
 
+import nova.conf
 from nova import exception as nova_exception
 from nova.network import neutron as neutron_api
 from nova.virt import driver as nova_driver
@@ -38,6 +39,7 @@ from nova_guardrails.guards import base
 from nova_guardrails import report as report_mod
 
 LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
 
 BINDING_HOST = 'binding:host_id'
 
@@ -85,17 +87,41 @@ class RevertVifGuard(base.Guard):
             action=action, reason=reason, outcome=outcome,
             details=details or None))
 
+    @staticmethod
+    def _driver_waits(manager, method, arguments):
+        """``(waits, fatal)``: does the driver wait for vif events here, as
+        LibvirtDriver._create_guest_with_network decides, and does a timeout
+        fail the operation? nova 34's libvirt finish_migration passes
+        vifs_already_plugged=True: it never waits."""
+        if method == 'finish_migration':
+            return False, False
+        waits = (CONF.libvirt.virt_type in ('kvm', 'qemu') and
+                 arguments.get('power_on', True) and
+                 CONF.vif_plugging_timeout > 0)
+        return waits, waits and CONF.vif_plugging_is_fatal
+
+    @staticmethod
+    def _waited_ports(manager, network_info):
+        """The port ids the driver would wait for (its own selection when
+        it has one: LibvirtDriver._get_neutron_events)."""
+        events = getattr(manager.driver, '_get_neutron_events', None)
+        if events is not None:
+            return {tag for _, tag in events(network_info)}
+        return {vif['id'] for vif in network_info
+                if not vif.get('active', True)}
+
     def _prepare(self, manager, method, args, kwargs):
         if self.policy == 'off':
             return
         arguments = _arguments(method, args, kwargs)
         context = arguments['context']
         instance = arguments['instance']
-        network_info = arguments['network_info']
-        waited = [vif for vif in network_info or []
-                  if not vif.get('active', True)]
+        network_info = arguments['network_info'] or []
+        waited_ids = self._waited_ports(manager, network_info)
+        waited = [vif for vif in network_info if vif['id'] in waited_ids]
         if not waited:
             return
+        waits, fatal = self._driver_waits(manager, method, arguments)
         host = manager.host
         try:
             client = neutron_client(context)
@@ -122,11 +148,24 @@ class RevertVifGuard(base.Guard):
                              method=method, port=vif['id'],
                              binding_host=bound)
                 continue
+            if (port.get('binding:vnic_type', 'normal') != 'normal' or
+                    port.get('resource_request')):
+                # Its binding profile (PCI slot, placement allocation) is
+                # host specific: moving binding:host_id alone would be
+                # wrong. Left to nova.
+                self._record(instance, 'nova',
+                             'bound to %s, but a %s port with a resource '
+                             'request is not rebound here' % (
+                                 bound, port.get('binding:vnic_type')),
+                             method=method, port=vif['id'],
+                             binding_host=bound)
+                continue
             try:
                 client.update_port(vif['id'],
                                    {'port': {BINDING_HOST: host}})
             except Exception as error:
-                self._unfixable(instance, vif, bound, host, method, error)
+                self._unfixable(instance, vif, bound, host, method, error,
+                                waits, fatal)
                 continue
             rebound.append(vif)
         if not rebound:
@@ -150,15 +189,27 @@ class RevertVifGuard(base.Guard):
                          binding_host=ports[vif['id']].get(BINDING_HOST),
                          status_after=status)
 
-    def _unfixable(self, instance, vif, bound, host, method, error):
+    def _unfixable(self, instance, vif, bound, host, method, error, waits,
+                   fatal):
         details = dict(method=method, port=vif['id'], binding_host=bound,
                        error='%s: %s' % (type(error).__name__, error))
-        if self.policy == 'skip-wait':
+        if not waits:
+            self._record(instance, 'not_rebound',
+                         'bound to %s and could not be rebound; the driver '
+                         'does not wait here, so the operation goes on'
+                         % bound, outcome='failed', **details)
+            return
+        if self.policy == 'skip-wait' or not fatal:
+            # Waiting cannot help: the event cannot come. A non-fatal wait
+            # would only lose vif_plugging_timeout.
             vif['active'] = True
             self._record(instance, 'skip_wait',
                          'bound to %s and could not be rebound: not waited '
-                         'for ([guardrails] revert_vif_policy = skip-wait)'
-                         % bound, outcome='done', **details)
+                         'for (%s)' % (bound, '[guardrails] '
+                                       'revert_vif_policy = skip-wait'
+                                       if self.policy == 'skip-wait' else
+                                       'vif_plugging_is_fatal is off'),
+                         outcome='done', **details)
             return
         self._record(instance, 'fail_fast',
                      'bound to %s and could not be rebound: failing now '

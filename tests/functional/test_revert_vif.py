@@ -136,10 +136,11 @@ class _ResizeBase(harness.GuardrailsTestBase):
     events (vifs_already_plugged=True): no timeout, but the port stays bound
     to the source host."""
 
-    def resize_with_race(self):
+    def resize_with_race(self, refuse=False):
         server, port_id, agents = scenarios.server_with_port(self, TIMEOUT)
         self.neutron._ports[port_id]['status'] = 'DOWN'
         agents.lose = 1
+        agents.refuse = refuse
         self.api.post_server_action(server['id'],
                                     {'resize': {'flavorRef': '2'}})
         self.wait_until(lambda: self.api.get_server(server['id'])['status']
@@ -161,6 +162,18 @@ class GuardedResizeTest(_ResizeBase):
                          (decision['action'],
                           decision['details']['method'],
                           decision['details']['binding_host']))
+
+
+    def test_finish_migration_unfixable_binding_does_not_fail(self):
+        # The driver does not wait on finish_migration: a binding that
+        # cannot be moved must not fail a resize that nova completes.
+        server, port_host = self.resize_with_race(refuse=True)
+        self.assertEqual(('VERIFY_RESIZE', 'compute2'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        [decision] = [d for d in scenarios._decisions()
+                      if d['guard'] == 'revert_vif']
+        self.assertEqual(('not_rebound', 'failed'),
+                         (decision['action'], decision['outcome']))
 
 
 class NovaAloneResizeTest(_ResizeBase):
