@@ -27,6 +27,7 @@ The ironic driver is refused by the driver wrapper itself (its nodes move
 between hosts by design; see ``[guardrails] driver``).
 """
 
+from nova.compute import power_state
 from nova import context as nova_context
 from nova.objects import fields
 from nova import objects
@@ -61,7 +62,9 @@ def _ways_out(other_hosts):
     return ('If this nova-compute is meant to be host %(other)s, set '
             '[DEFAULT] host = %(other)s in its nova.conf. For a planned '
             'takeover from %(other)s, set [guardrails] allow_takeover_from '
-            '= %(other)s and start again.' % {'other': others})
+            '= %(other)s and start again. If %(other)s is gone for good, '
+            'delete its service record (openstack compute service delete).'
+            % {'other': others})
 
 
 class HostIdentityGuard(base.Guard):
@@ -126,8 +129,23 @@ class HostIdentityGuard(base.Guard):
             return
         instances = objects.InstanceList.get_by_filters(
             context, {'uuid': uuids}, expected_attrs=[])
-        foreign = [i for i in instances
-                   if i.host and i.host != manager.host]
+        foreign = []
+        for instance in instances:
+            if not instance.host or instance.host == manager.host:
+                continue
+            # A guest that is not running cannot run twice: a leftover
+            # (say, of a build rescheduled elsewhere) is reported only.
+            power = self._power(manager, instance)
+            if power == power_state.RUNNING:
+                foreign.append(instance)
+            else:
+                self.report.record(report_mod.Decision(
+                    guard=self.name, instance_uuid=instance.uuid,
+                    before=report_mod.InstanceState.of(instance, power),
+                    action='report',
+                    reason='a guest that is not running is on this '
+                           'hypervisor, but its instance is recorded on '
+                           'host %s' % instance.host))
         if not foreign:
             return
         linked = {m.instance_uuid for m in objects.MigrationList
@@ -193,8 +211,17 @@ class HostIdentityGuard(base.Guard):
         if (self.max_startup_destroys is not None and
                 len(destroy) > self.max_startup_destroys):
             self._refuse_destroys(manager, destroy)
-        for instance, migration, reason in keep:
-            self._power_off_and_keep(manager, instance, migration, reason)
+        still_running = [
+            instance for instance, migration, reason in keep
+            if not self._power_off_and_keep(manager, instance, migration,
+                                            reason)]
+        if still_running:
+            raise exception.StartupRefused(reason=(
+                'nova-guardrails host_identity: %d evacuated guest(s) could '
+                'not be powered off and may now run on two hosts: %s. '
+                'nova-compute does not start; power them off by hand, then '
+                'start again.' % (len(still_running), _listing(
+                    [i.uuid for i in still_running]))))
         kept = {instance.uuid for instance, _, _ in keep}
         powers = {i.uuid: self._power(manager, i) for i, _, _ in destroy}
         original = manager._get_instances_on_driver
@@ -207,11 +234,15 @@ class HostIdentityGuard(base.Guard):
         # it does not destroy them. (It still marks their evacuation
         # completed and removes this node's allocations, as nova alone
         # does.)
+        saved = manager.__dict__.get('_get_instances_on_driver')
         manager._get_instances_on_driver = without_kept
         try:
             result = call_next(context, node_cache)
         finally:
-            del manager._get_instances_on_driver
+            if saved is None:
+                del manager._get_instances_on_driver
+            else:
+                manager._get_instances_on_driver = saved
         for instance, migration, _ in destroy:
             self.report.record(report_mod.Decision(
                 guard=self.name, instance_uuid=instance.uuid,
@@ -259,9 +290,10 @@ class HostIdentityGuard(base.Guard):
         except Exception as error:
             decision.outcome = 'failed'
             decision.error = '%s: %s' % (type(error).__name__, error)
-        decision.after = report_mod.InstanceState.of(
-            instance, self._power(manager, instance))
+        power = self._power(manager, instance)
+        decision.after = report_mod.InstanceState.of(instance, power)
         self.report.record(decision)
+        return power != power_state.RUNNING
 
     def _refuse_destroys(self, manager, destroy):
         for instance, migration, _ in destroy:

@@ -147,6 +147,20 @@ class GuardedStandbyTest(_Standby):
         self.assertEqual((server['id'], 'refuse_start'),
                          (row['instance_uuid'], row['action']))
 
+    def test_foreign_guest_not_running_is_reported_only(self):
+        self.start_compute(A)
+        self.start_compute(C)
+        [server] = self.boot(C)
+        conn_a = self.computes[A].driver._host.get_connection()
+        conn_c = self.computes[C].driver._host.get_connection()
+        conn_a.defineXML(conn_c.lookupByUUIDString(server['id']).XMLDesc(0))
+        self.stop_compute(A)
+        self.start_compute_on(A, conn_a)
+        self.assertEqual('up', self.services(A)[0]['state'])
+        [row] = self.decisions(A)
+        self.assertEqual((server['id'], 'report'),
+                         (row['instance_uuid'], row['action']))
+
     def test_refusal_lists_ten_then_counts(self):
         self.flags(instances=-1, group='quota')
         self.start_compute(A)
@@ -271,6 +285,27 @@ class GuardedEvacuationTest(_Evacuation):
         self.assertEqual('power_off_keep', row['action'])
         self.assertIn('destination hostC has no nova-compute service',
                       row['reason'])
+
+    def test_guest_that_cannot_be_powered_off_refuses_start(self):
+        [server], connection = self.evacuate_while_down(
+            crash_destination=True)
+
+        def power_off_fails(*args, **kwargs):
+            raise RuntimeError('the hypervisor does not answer')
+        self.useFixture(fixtures.MonkeyPatch(
+            scenarios.LIBVIRT_DRIVER + '.power_off', power_off_fails))
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, A, connection)
+        self.assertIn('could not be powered off', str(error))
+        self.assertIn(server['id'], str(error))
+        self.assertEqual('running', self.guest_power_state_on(connection,
+                                                              server))
+
+    def test_manager_restored_after_start(self):
+        [server], connection = self.evacuate_while_down(
+            crash_destination=True)
+        compute = self.start_compute_on(A, connection)
+        self.assertNotIn('_get_instances_on_driver', vars(compute.manager))
 
     def test_database_error_powered_off_and_kept(self):
         [server], connection = self.evacuate_while_down()
