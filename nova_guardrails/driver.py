@@ -107,6 +107,11 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         # ComputeDriver.__init__ is not called: the state it sets is the real
         # driver's, and every attribute but _OWN_ATTRIBUTES is read there.
         guardrails_conf.register_opts(CONF)
+        # Every [guardrails] value is parsed now, so a bad one stops
+        # nova-compute here with its name.
+        for _group, opts in guardrails_conf.list_opts():
+            for opt in opts:
+                _option(opt.name)
         real = _build_real_driver(virtapi, kwargs)
         names = _option('enabled_guards')
         report = report_mod.StartupReport(

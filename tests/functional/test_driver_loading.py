@@ -106,6 +106,20 @@ class RefusedConfigurationTest(harness.GuardrailsTestBase):
                            '[guardrails] driver = ironic.IronicDriver is not '
                            'supported')
 
+    def test_invalid_values(self):
+        for text, name in (
+                ('revert_vif_policy = sometimes', 'revert_vif_policy'),
+                ('max_startup_destroys = -1', 'max_startup_destroys'),
+                ('rbd_trash_delay = soon', 'rbd_trash_delay')):
+            self.use_nova_conf('[guardrails]\n%s\n' % text)
+            error = self.assertRaises(exception.GuardrailsConfigError,
+                                      self.start_compute, 'compute1')
+            self.assertIn('[guardrails] %s is invalid' % name, str(error))
+            self.use_nova_conf('[guardrails]\n%s\n' % text.replace(
+                text.split(' = ')[1], {'revert_vif_policy': 'fix',
+                                       'max_startup_destroys': '1',
+                                       'rbd_trash_delay': '0'}[name]))
+
     def test_no_guard_is_valid(self):
         self.use_nova_conf('[guardrails]\nenabled_guards =\n')
         self.start_compute('compute1')
