@@ -6,6 +6,7 @@ Subcommands:
   beside guarded, and print the comparison table (needs the ``lab`` extra).
 * ``table``: print the recovery table as markdown.
 * ``rbd-trash list|restore UUID``: root disks in the rbd trash.
+* ``audit``: read-only, what the recovery table would do now.
 """
 
 import argparse
@@ -22,6 +23,11 @@ def _table(args):
     from nova_guardrails import table_doc
     sys.stdout.write(table_doc.markdown())
     return 0
+
+
+def _audit(args):
+    from nova_guardrails import audit
+    return audit.main(args)
 
 
 def _rbd_trash(args):
@@ -49,6 +55,21 @@ def build_parser():
     table = sub.add_parser('table', help='print the recovery table '
                                          '(markdown)')
     table.set_defaults(func=_table)
+    audit = sub.add_parser(
+        'audit', help='read-only: per instance of a host, the state and the '
+                      'action the recovery table would take at start-up now')
+    audit.add_argument('--config-file', action='append', metavar='PATH',
+                       help='nova configuration file with [database] '
+                            'connection (repeatable; default '
+                            '/etc/nova/nova.conf)')
+    audit.add_argument('--host', help='the nova-compute host (default: '
+                                      '[DEFAULT] host)')
+    audit.add_argument('--format', choices=['table', 'json'],
+                       default='table')
+    audit.add_argument('--no-hypervisor', action='store_true',
+                       help='do not read power states from libvirt (when '
+                            'not run on the compute host)')
+    audit.set_defaults(func=_audit)
     trash = sub.add_parser(
         'rbd-trash', help='list or restore root disks that nova-guardrails '
                           'moved to the rbd trash ([guardrails] '

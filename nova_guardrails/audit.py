@@ -1,0 +1,117 @@
+"""``nova-guardrails audit``: what the recovery table would do now.
+
+Read-only. For every instance of a host that has a task_state, it reads the
+instance from the cell database (one query,
+``InstanceList.get_by_host``) and, when run on the compute host, the guest's
+power state from libvirt (a read-only connection), and prints the action
+:mod:`nova_guardrails.recovery` would take at start-up. It never writes to
+the database or the hypervisor.
+"""
+
+import json
+
+import prettytable
+
+from nova_guardrails import recovery
+from nova_guardrails import report as report_mod
+
+COLUMNS = ('instance', 'vm_state', 'task_state', 'power_state', 'action',
+           'by', 'reason')
+
+
+def decide(instance, power_name):
+    """``(action, by, reason)`` for an instance and a power state name, or
+    for an unknown power state (``None``) when every power state leads to
+    the same action."""
+    if power_name is None:
+        rules = {recovery.lookup(instance.task_state, instance.vm_state, p)
+                 for p in recovery.ALL_POWER_STATES}
+        if None in rules:
+            return 'unlisted', 'nova', 'task_state not in this release\'s ' \
+                'recovery table'
+        if len(rules) > 1:
+            return ('depends on the power state', '-',
+                    'run on the compute host to read it: %s' % ', '.join(
+                        sorted({r.action for r in rules})))
+        [rule] = rules
+    else:
+        rule = recovery.lookup(instance.task_state, instance.vm_state,
+                               power_name)
+        if rule is None:
+            return 'unlisted', 'nova', 'task_state not in this release\'s ' \
+                'recovery table'
+    return rule.action, rule.by, rule.reason
+
+
+def rows(context, host, power_of=None):
+    """One row (a dict of :data:`COLUMNS`) per instance of ``host`` with a
+    task_state.
+
+    :param power_of: ``f(instance) -> power state int or None`` (None or
+        raising: unknown).
+    """
+    from nova import objects
+    out = []
+    for instance in objects.InstanceList.get_by_host(context, host,
+                                                     expected_attrs=[]):
+        if instance.task_state is None:
+            continue
+        power = None
+        if power_of is not None:
+            try:
+                power = power_of(instance)
+            except Exception:
+                power = None
+        name = report_mod.power_state_name(power)
+        action, by, reason = decide(instance, name)
+        out.append(dict(zip(COLUMNS, (
+            instance.uuid, instance.vm_state, instance.task_state,
+            name or 'unknown', action, by, reason))))
+    return out
+
+
+def render(table_rows, fmt):
+    """``table_rows`` as a text table or JSON."""
+    if fmt == 'json':
+        return json.dumps(table_rows, indent=2)
+    table = prettytable.PrettyTable(list(COLUMNS))
+    table.align = 'l'
+    for row in table_rows:
+        table.add_row([row[c] for c in COLUMNS])
+    return table.get_string()
+
+
+def _libvirt_power_of(conf):
+    """A read-only libvirt reader of power states, or None."""
+    driver = conf.guardrails.driver if conf.compute_driver.startswith(
+        'guardrails.') else conf.compute_driver
+    if not driver or not driver.startswith('libvirt.'):
+        return None
+    from nova.virt.libvirt import host as libvirt_host
+    from nova.virt.libvirt import driver as libvirt_driver
+    uri = libvirt_driver.LibvirtDriver._uri()
+    host = libvirt_host.Host(uri, read_only=True)
+
+    def power_of(instance):
+        return host.get_guest(instance).get_power_state(host)
+    return power_of
+
+
+def main(args):
+    import nova.conf
+    from nova import config
+    from nova import context as nova_context
+    from nova import objects
+    from nova_guardrails import conf as guardrails_conf
+    conf = nova.conf.CONF
+    guardrails_conf.register_opts(conf)
+    argv = ['nova-guardrails']
+    for path in args.config_file or ['/etc/nova/nova.conf']:
+        argv += ['--config-file', path]
+    config.parse_args(argv, init_rpc=False)
+    objects.register_all()
+    power_of = None if args.no_hypervisor else _libvirt_power_of(conf)
+    host = args.host or conf.host
+    print(render(rows(nova_context.get_admin_context(), host, power_of),
+                 args.format))
+    return 0

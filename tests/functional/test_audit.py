@@ -1,0 +1,65 @@
+"""nova-guardrails audit on real nova 34: read-only, and what start-up does.
+"""
+
+import json
+
+import sqlalchemy
+
+from nova import context as nova_context
+from nova.db.main import api as main_db_api
+
+from nova_guardrails import audit
+from nova_guardrails.lab import harness
+from nova_guardrails.lab import scenarios
+
+
+def dump_database():
+    """Every row of every table of the cell database, as text."""
+    engine = main_db_api.get_engine()
+    metadata = sqlalchemy.MetaData()
+    metadata.reflect(engine)
+    rows = {}
+    with engine.connect() as connection:
+        for name, table in sorted(metadata.tables.items()):
+            rows[name] = sorted(repr(tuple(r)) for r in
+                                connection.execute(table.select()))
+    return rows
+
+
+class AuditTest(harness.GuardrailsTestBase):
+
+    def test_read_only_and_what_start_up_would_do(self):
+        stable = scenarios.boot(self)
+        server = self._create_server(networks='none')
+        crashed = self.crash_at(scenarios.DOMAIN, 'shutdown')
+        self.api.post_server_action(server['id'],
+                                    {'reboot': {'type': 'SOFT'}})
+        self.wait_for_crash(crashed)
+        compute = self.computes[scenarios.HOST]
+        ctxt = nova_context.get_admin_context()
+        before = dump_database()
+        # The dump sees the cell database: both instances are in it.
+        self.assertEqual(2, len(before['instances']))
+
+        def power_of(instance):
+            return compute.driver.get_info(instance, use_cache=False).state
+        rows = audit.rows(ctxt, scenarios.HOST, power_of)
+        blind = audit.rows(ctxt, scenarios.HOST)
+        self.assertEqual(before, dump_database())
+        # Only the interrupted instance; the stable one has no task_state.
+        [row] = rows
+        self.assertEqual(
+            (server['id'], 'active', 'reboot_started', 'shutdown',
+             'reboot_hard', 'guardrails'),
+            tuple(row[c] for c in audit.COLUMNS[:6]))
+        self.assertNotIn(stable['id'], audit.render(rows, 'table'))
+        # Without the hypervisor the action depends on the power state.
+        [row] = blind
+        self.assertEqual(('unknown', 'depends on the power state'),
+                         (row['power_state'], row['action']))
+        self.assertIn('clear_active, reboot_hard', row['reason'])
+        self.assertEqual(rows, json.loads(audit.render(rows, 'json')))
+        # And start-up does what the audit said.
+        self.restart_compute_service(scenarios.HOST)
+        self.assertEqual('reboot_hard',
+                         scenarios._decision(server)['action'])
