@@ -1,11 +1,14 @@
 """``nova-guardrails audit``: what the recovery table would do now.
 
 Read-only. For every instance of a host that has a task_state, it reads the
-instance from the cell database (one query,
-``InstanceList.get_by_host``) and, when run on the compute host, the guest's
-power state from libvirt (a read-only connection), and prints the action
-:mod:`nova_guardrails.recovery` would take at start-up. It never writes to
-the database or the hypervisor.
+instance from the cell database (``InstanceList.get_by_host``, then the
+latest instance actions of those instances in two more queries) and, when
+run on the compute host, the guest's power state from libvirt (a read-only
+connection), and prints the action the ``recovery_table`` guard would take
+at start-up: the effective table (``[guardrails] recovery_overrides``
+applied), or ``queued`` for a request no compute has started yet
+(:mod:`nova_guardrails.queued`). It never writes to the database or the
+hypervisor.
 """
 
 import json
@@ -19,12 +22,20 @@ COLUMNS = ('instance', 'vm_state', 'task_state', 'power_state', 'action',
            'by', 'reason')
 
 
-def decide(instance, power_name):
+def decide(instance, power_name, index=None):
     """``(action, by, reason)`` for an instance and a power state name, or
     for an unknown power state (``None``) when every power state leads to
-    the same action."""
+    the same action.
+
+    :param index: the effective table (:func:`recovery.build_index`);
+        default the shipped table.
+    """
+    index = recovery.INDEX if index is None else index
+
+    def lookup(task_state, vm_state, power):
+        return index.get((task_state, vm_state, power))
     if power_name is None:
-        rules = {recovery.lookup(instance.task_state, instance.vm_state, p)
+        rules = {lookup(instance.task_state, instance.vm_state, p)
                  for p in recovery.ALL_POWER_STATES}
         if None in rules:
             return 'unlisted', 'nova', 'task_state not in this release\'s ' \
@@ -35,27 +46,31 @@ def decide(instance, power_name):
                         sorted({r.action for r in rules})))
         [rule] = rules
     else:
-        rule = recovery.lookup(instance.task_state, instance.vm_state,
-                               power_name)
+        rule = lookup(instance.task_state, instance.vm_state, power_name)
         if rule is None:
             return 'unlisted', 'nova', 'task_state not in this release\'s ' \
                 'recovery table'
     return rule.action, rule.by, rule.reason
 
 
-def rows(context, host, power_of=None):
+def rows(context, host, power_of=None, index=None, grace=None):
     """One row (a dict of :data:`COLUMNS`) per instance of ``host`` with a
     task_state.
 
     :param power_of: ``f(instance) -> power state int or None`` (None or
         raising: unknown).
+    :param index: the effective table (default: the shipped one).
+    :param grace: ``[guardrails] queued_grace_seconds``; when set (not 0 or
+        None), a request no compute started is reported ``queued``.
     """
     from nova import objects
+    from nova_guardrails import queued
     out = []
-    for instance in objects.InstanceList.get_by_host(context, host,
-                                                     expected_attrs=[]):
-        if instance.task_state is None:
-            continue
+    instances = [i for i in objects.InstanceList.get_by_host(
+        context, host, expected_attrs=[]) if i.task_state is not None]
+    latest = queued.latest_actions(context, [i.uuid for i in instances]) \
+        if grace else {}
+    for instance in instances:
         power = None
         if power_of is not None:
             try:
@@ -63,7 +78,14 @@ def rows(context, host, power_of=None):
             except Exception:
                 power = None
         name = report_mod.power_state_name(power)
-        action, by, reason = decide(instance, name)
+        action, by, reason = decide(instance, name, index)
+        if grace:
+            verdict, why = queued.classify(instance.task_state,
+                                           latest.get(instance.uuid))
+            if verdict == queued.QUEUED:
+                action, by, reason = 'queued', 'guardrails', (
+                    '%s: left alone at start-up, then %s after %ss if '
+                    'nothing moved' % (why, action, grace))
         out.append(dict(zip(COLUMNS, (
             instance.uuid, instance.vm_state, instance.task_state,
             name or 'unknown', action, by, reason))))
@@ -112,6 +134,9 @@ def main(args):
     objects.register_all()
     power_of = None if args.no_hypervisor else _libvirt_power_of(conf)
     host = args.host or conf.host
-    print(render(rows(nova_context.get_admin_context(), host, power_of),
+    index = recovery.build_index(recovery.effective_rules(
+        conf.guardrails.recovery_overrides))
+    print(render(rows(nova_context.get_admin_context(), host, power_of,
+                      index, conf.guardrails.queued_grace_seconds),
                  args.format))
     return 0

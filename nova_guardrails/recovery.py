@@ -19,13 +19,14 @@ Actions (:data:`ACTIONS`); ``by`` tells who runs it:
   documents what nova alone does (and where it leaves an instance stuck:
   ``leave``).
 
-This release covers the six reboot task_states (nova bug 1072751, seed 000)
-and every task_state nova 34's ``_init_instance`` handles. Other task_states
-are reported as ``unlisted`` and left to nova.
+The table covers every task_state of the installed nova (42 in nova 34):
+the 25 nova 34's ``_init_instance`` handles, with at least nova's behaviour,
+and the 17 it leaves stuck (seed 001). A nova release that adds a task_state
+fails the import check, naming it.
 
-A transitional task_state set by nova-api (``rebooting``,
-``rebooting_hard``, ...) may also mean the request is still queued for this
-host; this release treats it as nova 34 does.
+A transitional task_state set by nova-api (``rebooting``, ``suspending``,
+...) may also mean the request is still queued for this host: see
+:mod:`nova_guardrails.queued`.
 """
 
 import dataclasses
@@ -47,33 +48,61 @@ PAUSED = frozenset([fields.InstancePowerState.PAUSED])
 NOT_RUNNING = ALL_POWER_STATES - RUNNING
 ANY_POWER = ALL_POWER_STATES
 
-#: Action vocabulary: name -> (what it does, the state it ends in).
+#: Action vocabulary: name -> what it does and the state it ends in.
 ACTIONS = {
-    'clear': 'set task_state None; then nova\'s normal start-up path '
-             '(VIFs plugged; with resume_guests_state_on_host_boot, a guest '
-             'recorded running but found off is started)',
+    'clear': 'set task_state None, vm_state kept; then nova\'s normal '
+             'start-up path (VIFs plugged; with '
+             'resume_guests_state_on_host_boot, a guest recorded running but '
+             'found off is started)',
     'clear_active': 'set task_state None and vm_state active (the guest '
                     'runs); then nova\'s normal start-up path',
+    'clear_to_guest': 'set task_state None and vm_state to what the guest '
+                      'is: running -> active, paused -> paused, shut down '
+                      'or crashed -> stopped, no guest on the hypervisor -> '
+                      'error; the guest is not touched; then nova\'s normal '
+                      'start-up path',
+    'finish_suspend': 'the driver saved the guest: vm_state suspended, '
+                      'task_state None (as ComputeManager.suspend_instance '
+                      'ends)',
     'reboot_soft': 'run the soft reboot again (ComputeManager.'
                    'reboot_instance SOFT)',
     'reboot_hard': 'rewrite task_state to reboot_pending_hard, then run a '
-                   'HARD reboot (ComputeManager.reboot_instance HARD)',
+                   'HARD reboot (ComputeManager.reboot_instance HARD): the '
+                   'guest is rebuilt from the instance\'s own disks and '
+                   'ends active',
     'error': 'set vm_state error and task_state None',
-    'skip': 'nothing: nova\'s _init_instance returns early; the instance '
-            'keeps its task_state',
-    'leave': 'the instance keeps its task_state (stuck until an operator '
-             'resets it); nova\'s normal start-up path still runs',
+    'leave': 'nothing: the instance keeps its task_state and its guest as '
+             'they are, for an operator to settle (nova\'s _init_instance '
+             'does not run for it; an override only)',
     'complete_deletion': 'finish deleting the database records '
                          '(ComputeManager._complete_partial_deletion)',
     'rerun_delete': 'delete the instance again (ComputeManager.'
                     '_delete_instance)',
     'rerun_stop': 'stop the instance again (ComputeManager.stop_instance)',
     'rerun_start': 'start the instance again (ComputeManager.start_instance)',
+    'rerun_soft_delete': 'soft-delete the instance again (ComputeManager.'
+                         'soft_delete_instance: guest powered off, vm_state '
+                         'soft-deleted)',
+    'rerun_restore': 'restore the instance again (ComputeManager.'
+                     'restore_instance: guest powered on, vm_state active)',
+    'rerun_shelve_offload': 'offload the shelved instance again '
+                            '(ComputeManager.shelve_offload_instance: guest '
+                            'destroyed, allocations removed, vm_state '
+                            'shelved_offloaded, host None)',
     'unpause': 'unpause the guest (ComputeManager.unpause_instance)',
     'revert_resize': 'revert the interrupted resize on this host (driver '
                      'finish_revert_migration), then task_state None (if '
                      'plugging VIFs fails first: vm_state error, task_state '
                      'kept)',
+    'rollback_resize': 'by the migration record: on the migration\'s '
+                       'destination, task_state resize_reverting and '
+                       'migration reverting, then ComputeManager.'
+                       'revert_resize (this host\'s copy destroyed, '
+                       'finish_revert_resize cast to the source, which '
+                       'restores the guest, flavor and placement allocations '
+                       'there); on the source (the revert already finished '
+                       'here) as clear_to_guest; a migration that names '
+                       'neither host: error',
     'reset_live_migration': 'abort the live migration and reset its state '
                             '(ComputeManager._reset_live_migration)',
 }
@@ -122,11 +151,23 @@ REBUILD = frozenset([ts.REBUILDING, ts.REBUILD_BLOCK_DEVICE_MAPPING,
                      ts.REBUILD_SPAWNING])
 SNAPSHOT = frozenset([ts.IMAGE_SNAPSHOT, ts.IMAGE_SNAPSHOT_PENDING,
                       ts.IMAGE_PENDING_UPLOAD, ts.IMAGE_UPLOADING])
-#: task_states nova 34's ComputeManager._init_instance handles (25 of 42).
+#: task_states nova 34's ComputeManager._init_instance handles (25 of 42,
+#: some only in some vm_states or power states).
 NOVA_HANDLED = (REBOOT | BUILD | REBUILD | SNAPSHOT | frozenset([
     ts.RESIZE_PREP, ts.DELETING, ts.POWERING_OFF, ts.POWERING_ON,
     ts.PAUSING, ts.UNPAUSING, ts.RESIZE_MIGRATING, ts.MIGRATING]))
-COVERED = NOVA_HANDLED
+SHELVE = frozenset([ts.SHELVING, ts.SHELVING_IMAGE_PENDING_UPLOAD,
+                    ts.SHELVING_IMAGE_UPLOADING])
+#: task_states of a cold migration or resize that this host can only roll
+#: back to the migration's source (the finish on the destination needs the
+#: source's disk_info, which nova does not keep).
+RESIZE_ROLLBACK = frozenset([ts.RESIZE_MIGRATED, ts.RESIZE_FINISH,
+                             ts.RESIZE_REVERTING])
+#: task_states nova 34 leaves untouched at start-up: an instance caught in
+#: one stays stuck with nova alone (17, seed 001).
+NOT_HANDLED_BY_NOVA = ALL_TASK_STATES - NOVA_HANDLED
+#: Every task_state: the table covers them all (checked at import).
+COVERED = ALL_TASK_STATES
 
 #: vm_states nova's _init_instance settles before it looks at task_state.
 PRECEDING_VM = frozenset([vs.SOFT_DELETED, vs.DELETED, vs.BUILDING])
@@ -134,22 +175,41 @@ OTHER_VM = ALL_VM_STATES - PRECEDING_VM
 LIVE_VM = OTHER_VM - {vs.ERROR}
 SOFT_REBOOT_VM = frozenset(vs.ALLOW_SOFT_REBOOT)
 HARD_REBOOT_VM = frozenset(vs.ALLOW_HARD_REBOOT)
+#: vm_states nova-api shelves from (nova.compute.api.API.shelve).
+SHELVE_VM = frozenset([vs.ACTIVE, vs.STOPPED, vs.PAUSED, vs.SUSPENDED])
 #: task_states nova's _init_instance handles even in vm_state error.
 ERROR_HANDLED_BY_NOVA = frozenset([ts.RESIZE_MIGRATING, ts.DELETING])
+#: task_states a soft-deleted instance can be caught in and is recovered
+#: from by its own row.
+SOFT_DELETED_HANDLED = frozenset([ts.DELETING, ts.RESTORING])
 
 G, N = BY_GUARDRAILS, BY_NOVA
 
+STALE = ('nova-api never sets this task_state in this vm_state: stale '
+         'task_state cleared, guest untouched')
+
 RULES = [
     # vm_states nova settles first, whatever the task_state.
-    _rule(COVERED, [vs.SOFT_DELETED], ANY_POWER, 'skip', N,
-          'soft-deleted: left to the reclaim periodic task'),
+    _rule(COVERED - SOFT_DELETED_HANDLED, [vs.SOFT_DELETED], ANY_POWER,
+          'clear', G,
+          'soft-deleted: the stale task_state is cleared so that the reclaim '
+          'periodic task (it takes task_state None only) and a restore can '
+          'act; nova alone skips it and it stays stuck'),
+    _rule([ts.DELETING], [vs.SOFT_DELETED], ANY_POWER, 'rerun_delete', G,
+          'a soft-deleted instance was being deleted for good: finish it '
+          '(nova alone skips soft-deleted instances: stuck)'),
+    _rule([ts.RESTORING], [vs.SOFT_DELETED], ANY_POWER, 'rerun_restore', G,
+          'the restore of a soft-deleted instance was asked for: run it '
+          '(nova alone skips soft-deleted instances: stuck)'),
     _rule(COVERED, [vs.DELETED], ANY_POWER, 'complete_deletion', N,
           'deleted in the database: finish the partial deletion'),
     _rule(COVERED, [vs.BUILDING], ANY_POWER, 'error', N,
           'compute stopped before the build finished'),
-    _rule(NOVA_HANDLED - REBOOT - ERROR_HANDLED_BY_NOVA, [vs.ERROR],
-          ANY_POWER, 'skip', N,
-          'nova skips instances in vm_state error at start-up'),
+    _rule(COVERED - REBOOT - ERROR_HANDLED_BY_NOVA, [vs.ERROR], ANY_POWER,
+          'clear', G,
+          'already in error: the stale task_state is cleared so that '
+          'nova-api accepts a reset (hard reboot, rebuild, delete); guest '
+          'untouched (nova alone skips it: stuck)'),
 
     # Soft reboot (seed 000, nova bug 1072751).
     _rule([ts.REBOOTING, ts.REBOOT_STARTED], SOFT_REBOOT_VM, RUNNING,
@@ -185,7 +245,8 @@ RULES = [
     _rule([ts.REBOOTING_HARD], HARD_REBOOT_VM - {vs.ERROR}, RUNNING,
           'clear_active', G,
           'the guest runs and the reboot never started on this host: '
-          'dropped, as nova does (a request still queued is issue 3\'s)'),
+          'dropped, as nova does (a request still queued is left to run, '
+          'see queued_grace_seconds)'),
     _rule([ts.REBOOTING_HARD], [vs.ERROR], RUNNING, 'reboot_hard', G,
           'a hard reboot asked to reset an instance in error never '
           'started: run it rather than declare the instance active'),
@@ -198,8 +259,10 @@ RULES = [
           'compute stopped before the guest was spawned'),
     _rule(REBUILD, [vs.ACTIVE, vs.STOPPED], ANY_POWER, 'error', N,
           'compute stopped before the rebuild finished'),
-    _rule(REBUILD, LIVE_VM - {vs.ACTIVE, vs.STOPPED}, ANY_POWER, 'leave', N,
-          'nova handles rebuild states only in vm_state active/stopped'),
+    _rule(REBUILD, LIVE_VM - {vs.ACTIVE, vs.STOPPED}, ANY_POWER, 'error', G,
+          'compute stopped before the rebuild finished: the guest may be '
+          'gone (nova handles rebuild states only in vm_state '
+          'active/stopped and leaves this one stuck)'),
     _rule(SNAPSHOT, LIVE_VM, ANY_POWER, 'clear', N,
           'the snapshot was abandoned; the guest is untouched'),
     _rule([ts.RESIZE_PREP], LIVE_VM, ANY_POWER, 'clear', N,
@@ -214,17 +277,84 @@ RULES = [
           'the guest runs: task_state cleared'),
     _rule([ts.UNPAUSING], LIVE_VM, PAUSED, 'unpause', N,
           'the guest is still paused: unpause it'),
-    _rule([ts.UNPAUSING], LIVE_VM, NOT_RUNNING - PAUSED, 'leave', N,
-          'nova handles unpausing only with the guest running or paused'),
-    _rule([ts.PAUSING], LIVE_VM, NOT_RUNNING, 'leave', N,
-          'nova handles pausing only with the guest running'),
+    _rule([ts.UNPAUSING], LIVE_VM, NOT_RUNNING - PAUSED, 'clear_to_guest', G,
+          'the guest is neither running nor paused: vm_state follows it '
+          '(nova handles unpausing only with the guest running or paused '
+          'and leaves this one stuck)'),
+    _rule([ts.PAUSING], LIVE_VM, NOT_RUNNING, 'clear_to_guest', G,
+          'paused or not, the guest is what it is: vm_state follows it '
+          '(nova handles pausing only with the guest running and leaves '
+          'this one stuck)'),
     _rule([ts.RESIZE_MIGRATING], OTHER_VM, ANY_POWER, 'revert_resize', N,
           'the resize was interrupted on the source: roll it back'),
     _rule([ts.MIGRATING], LIVE_VM, ANY_POWER, 'reset_live_migration', N,
           'the live migration was interrupted: abort and reset it'),
+
+    # The 17 task_states nova 34 leaves stuck (issue 3, seed 001).
+    _rule([ts.IMAGE_BACKUP, ts.UPDATING_PASSWORD], LIVE_VM, ANY_POWER,
+          'clear_to_guest', G,
+          'the backup or password change was abandoned (the user asks '
+          'again); vm_state follows the guest, which is not touched'),
+    _rule([ts.SUSPENDING], LIVE_VM, RUNNING, 'clear_active', G,
+          'the guest still runs: the suspend never reached it (the user '
+          'asks again)'),
+    _rule([ts.SUSPENDING], LIVE_VM, NOT_RUNNING - PAUSED, 'finish_suspend',
+          G, 'the guest is saved and off: the suspend happened, only its '
+             'record is missing'),
+    _rule([ts.SUSPENDING], LIVE_VM, PAUSED, 'clear_to_guest', G,
+          'the guest is paused, not saved: vm_state paused'),
+    _rule([ts.RESUMING], [vs.SUSPENDED], RUNNING, 'clear_active', G,
+          'the guest runs: the resume happened, only its record is '
+          'missing'),
+    _rule([ts.RESUMING], [vs.SUSPENDED], NOT_RUNNING, 'clear', G,
+          'the guest is still saved: the instance stays suspended (the '
+          'user resumes again)'),
+    _rule([ts.RESUMING], LIVE_VM - {vs.SUSPENDED}, ANY_POWER,
+          'clear_to_guest', G, STALE + '; vm_state follows the guest'),
+    _rule([ts.RESCUING, ts.UNRESCUING], LIVE_VM, ANY_POWER, 'reboot_hard', G,
+          'whether the rescue guest or the instance\'s own runs cannot be '
+          'told from the power state: a HARD reboot rebuilds the guest from '
+          'the instance\'s own disks and ends active (rescue again if '
+          'needed)'),
+    _rule([ts.SOFT_DELETING], LIVE_VM, ANY_POWER, 'rerun_soft_delete', G,
+          'the soft delete was asked for: run it again (the guest is only '
+          'powered off; restore stays possible)'),
+    _rule([ts.RESTORING], LIVE_VM, ANY_POWER, 'clear_to_guest', G,
+          STALE + '; vm_state follows the guest'),
+    _rule(SHELVE, SHELVE_VM, ANY_POWER, 'clear_to_guest', G,
+          'the shelve was abandoned before the instance was recorded '
+          'shelved: it stays on this host with its disks, vm_state follows '
+          'the guest (the partial snapshot image is left in the image '
+          'service; the user shelves again)'),
+    _rule(SHELVE, LIVE_VM - SHELVE_VM, ANY_POWER, 'clear_to_guest', G,
+          STALE + '; vm_state follows the guest'),
+    _rule([ts.SHELVING_OFFLOADING], [vs.SHELVED], ANY_POWER,
+          'rerun_shelve_offload', G,
+          'the instance is shelved and its snapshot taken; the offload was '
+          'asked for: run it again'),
+    _rule([ts.SHELVING_OFFLOADING], LIVE_VM - {vs.SHELVED}, ANY_POWER,
+          'clear_to_guest', G, STALE + '; vm_state follows the guest'),
+    _rule([ts.UNSHELVING], LIVE_VM, ANY_POWER, 'clear', G,
+          'the unshelve never reached a compute that spawned the guest '
+          '(spawning is a build state): the instance stays shelved, the '
+          'user unshelves again'),
+    _rule(RESIZE_ROLLBACK, LIVE_VM, ANY_POWER, 'rollback_resize', G,
+          'a resize interrupted on its destination, or its revert: rolled '
+          'back to the source by nova\'s own revert, so guest, flavor, '
+          'migration and placement allocations end consistent on the '
+          'source'),
+    _rule([ts.RESIZE_CONFIRMING], LIVE_VM, ANY_POWER, 'clear', G,
+          'nova 34 never sets resize_confirming (the API marks the '
+          'migration confirming instead): stale, cleared; a resized '
+          'instance stays resized, awaiting confirm or revert'),
 ]
 
 del G, N
+
+
+#: Actions an operator may give a task_state in ``[guardrails]
+#: recovery_overrides``: the ones that make sense for any task_state.
+OVERRIDE_ACTIONS = ('clear', 'clear_to_guest', 'error', 'leave')
 
 
 class TableError(Exception):
@@ -266,6 +396,48 @@ def build_index(rules):
                                  'vm_state %s, power state %s' % (
                                      task_state, vm_state, power))
     return index
+
+
+def effective_rules(overrides):
+    """:data:`RULES` with the operator's overrides applied.
+
+    :param overrides: ``{task_state: action}`` (``[guardrails]
+        recovery_overrides``); an overridden task_state takes that action,
+        run by nova-guardrails, in every vm_state but the ones nova settles
+        first (soft-deleted, deleted, building) and for every power state.
+    :returns: a list of :class:`Rule`.
+    :raises GuardrailsConfigError: an unknown task_state, or an action not
+        in :data:`OVERRIDE_ACTIONS`; the message names the option.
+    """
+    from nova_guardrails import exception
+    overrides = dict(overrides or {})
+    for task_state, action in sorted(overrides.items()):
+        if task_state not in ALL_TASK_STATES:
+            raise exception.GuardrailsConfigError(reason=(
+                '[guardrails] recovery_overrides: %r is not a task_state of '
+                'the installed nova (%s)' % (
+                    task_state, ', '.join(sorted(ALL_TASK_STATES)))))
+        if action not in OVERRIDE_ACTIONS:
+            raise exception.GuardrailsConfigError(reason=(
+                '[guardrails] recovery_overrides: %s:%s: the action must be '
+                'one of %s' % (task_state, action,
+                               ', '.join(OVERRIDE_ACTIONS))))
+    if not overrides:
+        return list(RULES)
+    rules = []
+    for rule in RULES:
+        kept = rule.task_states
+        if rule.vm_states & OTHER_VM:
+            kept = kept - set(overrides)
+        if kept:
+            rules.append(dataclasses.replace(rule, task_states=kept))
+    for task_state, action in sorted(overrides.items()):
+        rules.append(_rule([task_state], OTHER_VM, ANY_POWER, action,
+                           BY_GUARDRAILS,
+                           'operator override ([guardrails] '
+                           'recovery_overrides = %s:%s)' % (task_state,
+                                                            action)))
+    return rules
 
 
 INDEX = build_index(RULES)

@@ -20,8 +20,26 @@ def _lab(args):
 
 
 def _table(args):
+    from nova_guardrails import recovery
     from nova_guardrails import table_doc
-    sys.stdout.write(table_doc.markdown())
+    rules = None
+    if args.config_file:
+        import nova.conf
+        from oslo_config import cfg
+        from nova_guardrails import conf as guardrails_conf
+        from nova_guardrails import exception
+        conf = nova.conf.CONF
+        guardrails_conf.register_opts(conf)
+        conf(['--config-file=%s' % path for path in args.config_file],
+             project='nova', default_config_files=[])
+        try:
+            rules = recovery.effective_rules(
+                conf.guardrails.recovery_overrides)
+        except (cfg.ConfigFileValueError, ValueError,
+                exception.GuardrailsConfigError) as error:
+            sys.stderr.write('nova-guardrails table: %s\n' % error)
+            return 2
+    sys.stdout.write(table_doc.markdown(rules))
     return 0
 
 
@@ -53,7 +71,12 @@ def build_parser():
                           'the temporary directory, named at the end)')
     lab.set_defaults(func=_lab)
     table = sub.add_parser('table', help='print the recovery table '
-                                         '(markdown)')
+                                         '(markdown); with --config-file, '
+                                         'the effective one, [guardrails] '
+                                         'recovery_overrides applied')
+    table.add_argument('--config-file', action='append', metavar='PATH',
+                       help='nova configuration file whose [guardrails] '
+                            'recovery_overrides apply (repeatable)')
     table.set_defaults(func=_table)
     audit = sub.add_parser(
         'audit', help='read-only: per instance of a host, the state and the '

@@ -23,15 +23,21 @@ Differences from nova 34 alone (everything else is nova's own code path):
   task_state and the guard changes nothing more (``preempted``).
 """
 
+import threading
+
 from nova.compute import task_states
 from nova.compute import vm_states
+from nova import context as nova_context
 from nova import exception as nova_exception
 from oslo_db import exception as db_exception
 from oslo_log import log as logging
 import oslo_messaging
 
+from nova import objects
+
 from nova_guardrails import exception
 from nova_guardrails.guards import base
+from nova_guardrails import queued
 from nova_guardrails import recovery
 from nova_guardrails import report as report_mod
 
@@ -52,23 +58,56 @@ def _save(instance, **changes):
     instance.save(expected_task_state=[expected])
 
 
-def _clear(manager, context, instance):
+def _clear(manager, context, instance, power):
     _save(instance, task_state=None)
     return True
 
 
-def _clear_active(manager, context, instance):
+def _clear_active(manager, context, instance, power):
     _save(instance, task_state=None, vm_state=vm_states.ACTIVE)
     return True
 
 
-def _reboot_soft(manager, context, instance):
+#: clear_to_guest: the vm_state a guest's power state stands for.
+VM_STATE_OF_GUEST = {
+    'running': vm_states.ACTIVE,
+    'paused': vm_states.PAUSED,
+    'shutdown': vm_states.STOPPED,
+    'crashed': vm_states.STOPPED,
+    'suspended': vm_states.STOPPED,
+}
+
+
+def _clear_to_guest(manager, context, instance, power):
+    vm_state = VM_STATE_OF_GUEST.get(power, vm_states.ERROR)
+    _save(instance, task_state=None, vm_state=vm_state)
+    # nova's normal start-up path would plug VIFs for an instance in error
+    # too; an instance with no guest has nothing to plug.
+    return vm_state != vm_states.ERROR
+
+
+def _error(manager, context, instance, power):
+    _save(instance, task_state=None, vm_state=vm_states.ERROR)
+    return False
+
+
+def _leave(manager, context, instance, power):
+    return False
+
+
+def _finish_suspend(manager, context, instance, power):
+    _save(instance, task_state=None, vm_state=vm_states.SUSPENDED,
+          power_state=manager._get_power_state(instance))
+    return False
+
+
+def _reboot_soft(manager, context, instance, power):
     manager.reboot_instance(context, instance, block_device_info=None,
                             reboot_type='SOFT')
     return False
 
 
-def _reboot_hard(manager, context, instance):
+def _reboot_hard(manager, context, instance, power):
     # ComputeManager._reboot_instance saves with expected_task_state in
     # hard_reboot_states; from a soft reboot state that save raises
     # UnexpectedTaskStateError (nova bug 1072751). nova 34's _init_instance
@@ -80,19 +119,98 @@ def _reboot_hard(manager, context, instance):
     return False
 
 
+def _rerun_delete(manager, context, instance, power):
+    # What nova's _init_instance runs for task_state deleting, which it
+    # never reaches for a soft-deleted instance.
+    instance.obj_load_attr('metadata')
+    instance.obj_load_attr('system_metadata')
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+    manager._delete_instance(context, instance, bdms)
+    return False
+
+
+def _rerun_restore(manager, context, instance, power):
+    manager.restore_instance(context, instance)
+    return False
+
+
+def _rerun_soft_delete(manager, context, instance, power):
+    manager.soft_delete_instance(context, instance)
+    return False
+
+
+def _rerun_shelve_offload(manager, context, instance, power):
+    manager.shelve_offload_instance(context, instance, clean_shutdown=True,
+                                    accel_uuids=[])
+    return False
+
+
+def _rollback_resize(manager, context, instance, power):
+    migration = None
+    if instance.migration_context is not None:
+        migration = objects.Migration.get_by_id_and_instance(
+            context, instance.migration_context.migration_id, instance.uuid)
+    if migration is None or (migration.source_compute ==
+                             migration.dest_compute):
+        # No record to roll back by, or a same-host resize whose two copies
+        # share one instance directory: decide nothing destructive.
+        LOG.warning('guardrails recovery_table: %s cannot be rolled back '
+                    'from the migration record (%s): vm_state error',
+                    instance.task_state,
+                    'none' if migration is None else 'same-host resize',
+                    instance=instance)
+        return _error(manager, context, instance, power)
+    if instance.host == migration.dest_compute == manager.host:
+        _save(instance, task_state=task_states.RESIZE_REVERTING)
+        migration.status = 'reverting'
+        migration.save()
+        request_spec = objects.RequestSpec.get_by_instance_uuid(
+            context, instance.uuid)
+        manager.revert_resize(context, instance, migration, request_spec)
+        return False
+    if instance.host == migration.source_compute == manager.host:
+        # finish_revert_resize saved the instance back here; only its last
+        # save (vm_state, task_state None) is missing.
+        return _clear_to_guest(manager, context, instance, power)
+    return _error(manager, context, instance, power)
+
+
 #: How nova-guardrails runs the ``by='guardrails'`` actions:
-#: ``f(manager, context, instance) -> bool``, True when nova's
-#: ``_init_instance`` should then run its normal start-up path.
+#: ``f(manager, context, instance, power_state_name) -> bool``, True when
+#: nova's ``_init_instance`` should then run its normal start-up path.
 EXECUTORS = {
     'clear': _clear,
     'clear_active': _clear_active,
+    'clear_to_guest': _clear_to_guest,
+    'error': _error,
+    'leave': _leave,
+    'finish_suspend': _finish_suspend,
     'reboot_soft': _reboot_soft,
     'reboot_hard': _reboot_hard,
+    'rerun_delete': _rerun_delete,
+    'rerun_restore': _rerun_restore,
+    'rerun_soft_delete': _rerun_soft_delete,
+    'rerun_shelve_offload': _rerun_shelve_offload,
+    'rollback_resize': _rollback_resize,
 }
 
 
 class RecoveryTableGuard(base.Guard):
-    """Apply :data:`nova_guardrails.recovery.RULES` at start-up."""
+    """Apply :data:`nova_guardrails.recovery.RULES` at start-up, with the
+    operator's ``[guardrails] recovery_overrides``.
+
+    A request still queued for this host (:mod:`nova_guardrails.queued`) is
+    left alone and looked at again ``[guardrails] queued_grace_seconds``
+    after start-up: if nothing moved by then, the table applies.
+    """
+
+    def __init__(self, conf, report):
+        super().__init__(conf, report)
+        self.index = recovery.INDEX
+        self.rules = recovery.RULES
+        self._latest = None
+        self._deferred = []
 
     def validate(self):
         missing = {rule.action for rule in recovery.RULES
@@ -100,10 +218,116 @@ class RecoveryTableGuard(base.Guard):
         if missing:
             raise recovery.TableError('recovery_table: no executor for %s'
                                       % sorted(missing))
+        self.rules = recovery.effective_rules(
+            self.conf.guardrails.recovery_overrides)
+        self.index = recovery.build_index(self.rules)
+
+    # Start-up ------------------------------------------------------------
+
+    def init_host(self, manager, service_ref, call_next):
+        self._latest = None
+        self._deferred = []
+        result = call_next(service_ref)
+        if self._deferred:
+            grace = self.conf.guardrails.queued_grace_seconds
+            LOG.info('guardrails recovery_table: %(n)d instance(s) with a '
+                     'request still queued for this host; looked at again '
+                     'in %(grace)ss', {'n': len(self._deferred),
+                                       'grace': grace})
+            # A daemon timer, not a thread of nova's pools: nova-compute's
+            # shutdown never waits for it.
+            timer = threading.Timer(grace, self._recheck,
+                                    args=(manager, list(self._deferred),
+                                          grace))
+            timer.daemon = True
+            timer.start()
+        return result
+
+    def _latest_actions(self, context, manager):
+        """The latest instance action of every instance of the host with a
+        task_state: loaded once per start-up (three queries)."""
+        if self._latest is None:
+            instances = objects.InstanceList.get_by_host(
+                context, manager.host, expected_attrs=[])
+            self._latest = queued.latest_actions(
+                context, [i.uuid for i in instances if i.task_state])
+        return self._latest
 
     def init_instance(self, manager, context, instance, call_next):
         if instance.task_state is None or instance.host != manager.host:
             return call_next(context, instance)
+        grace = self.conf.guardrails.queued_grace_seconds
+        if grace:
+            latest = self._latest_actions(context, manager).get(
+                instance.uuid)
+            verdict, why = queued.classify(instance.task_state, latest)
+            if verdict == queued.QUEUED:
+                self._defer(manager, context, instance, latest, why)
+                return None
+        return self._decide(manager, context, instance, call_next)
+
+    def _defer(self, manager, context, instance, latest, why):
+        decision = report_mod.Decision(
+            guard=self.name, instance_uuid=instance.uuid,
+            before=report_mod.InstanceState.of(
+                instance, self._power(manager, instance)),
+            action='queued', executed_by=recovery.BY_GUARDRAILS,
+            reason='%s: left alone, looked at again after [guardrails] '
+                   'queued_grace_seconds' % why)
+        decision.after = decision.before
+        self.report.record(decision)
+        self._deferred.append((instance.uuid, instance.task_state,
+                               latest.action_id))
+
+    def _recheck(self, manager, deferred, grace):
+        """After the grace period: a deferred instance whose task_state did
+        not move and whose request no compute started is decided by the
+        table, as an interrupted one."""
+        context = nova_context.get_admin_context()
+        try:
+            latest = queued.latest_actions(context,
+                                           [uuid for uuid, _, _ in deferred])
+        except Exception:
+            LOG.exception('guardrails recovery_table: cannot read instance '
+                          'actions for the queued re-check; those instances '
+                          'are left as they are')
+            return
+        for uuid, task_state, action_id in deferred:
+            try:
+                instance = objects.Instance.get_by_uuid(context, uuid)
+                moved = (instance.task_state != task_state or
+                         instance.host != manager.host or
+                         uuid not in latest or
+                         latest[uuid].action_id != action_id or
+                         latest[uuid].compute_events)
+                if moved:
+                    decision = report_mod.Decision(
+                        guard=self.name, instance_uuid=uuid,
+                        before=report_mod.InstanceState(
+                            None, task_state, None),
+                        action='queued', executed_by=recovery.BY_NOVA,
+                        reason='the queued request reached a compute or '
+                               'the instance moved on: nothing to recover')
+                    decision.after = self._state_after(manager, instance)
+                    self.report.record_runtime(decision)
+                    continue
+                # nova's own _init_instance, as at start-up.
+                nova_init = type(manager)._init_instance.__get__(manager)
+                self._decide(manager, context, instance, nova_init,
+                             runtime=True,
+                             prefix='still queued after %ss: ' % grace)
+            except Exception:
+                LOG.exception('guardrails recovery_table: the queued '
+                              're-check of instance %s failed', uuid)
+
+    def _power(self, manager, instance):
+        try:
+            return manager._get_power_state(instance)
+        except Exception:
+            return None
+
+    def _decide(self, manager, context, instance, call_next, runtime=False,
+                prefix=''):
         decision = report_mod.Decision(
             guard=self.name, instance_uuid=instance.uuid,
             before=report_mod.InstanceState(
@@ -120,15 +344,17 @@ class RecoveryTableGuard(base.Guard):
                                'hypervisor: left to nova\'s _init_instance')
             decision.error = '%s: %s' % (type(error).__name__, error)
             self._run(decision, lambda: call_next(context, instance),
-                      manager, instance)
+                      manager, instance, runtime)
             return None
         decision.before = report_mod.InstanceState.of(instance, power)
-        rule = recovery.lookup(instance.task_state, instance.vm_state,
-                               decision.before.power_state)
+        power_name = decision.before.power_state
+        rule = self.index.get((instance.task_state, instance.vm_state,
+                               power_name))
         if rule is None:
+            # Only a vm_state or power state this nova does not define.
             decision.action = 'unlisted'
-            decision.reason = ('task_state not in this release\'s recovery '
-                               'table: left to nova\'s _init_instance')
+            decision.reason = ('state not in the recovery table: left to '
+                               'nova\'s _init_instance')
             run = lambda: call_next(context, instance)  # noqa: E731
         elif rule.by == recovery.BY_NOVA:
             decision.action, decision.reason = rule.action, rule.reason
@@ -139,12 +365,13 @@ class RecoveryTableGuard(base.Guard):
             execute = EXECUTORS[rule.action]
 
             def run():
-                if execute(manager, context, instance):
+                if execute(manager, context, instance, power_name):
                     call_next(context, instance)
-        self._run(decision, run, manager, instance)
+        decision.reason = prefix + decision.reason
+        self._run(decision, run, manager, instance, runtime)
         return None
 
-    def _run(self, decision, run, manager, instance):
+    def _run(self, decision, run, manager, instance, runtime=False):
         try:
             run()
         except SYSTEMIC:
@@ -161,7 +388,10 @@ class RecoveryTableGuard(base.Guard):
                           self.name, decision.action, instance=instance)
             self._refresh(instance)
         decision.after = self._state_after(manager, instance)
-        self.report.record(decision)
+        if runtime:
+            self.report.record_runtime(decision)
+        else:
+            self.report.record(decision)
 
     @staticmethod
     def _refresh(instance):

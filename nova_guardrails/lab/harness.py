@@ -95,6 +95,12 @@ class GuardrailsTestBase(base.ServersTestBase,
 
     def _setup_services(self):
         # Runs inside _IntegratedTestBase.setUp, before any service starts.
+        # fakelibvirt's managedSave leaves the domain's state RUNNING; real
+        # libvirt shuts it off (VIR_DOMAIN_SHUTOFF, reason saved), which is
+        # what a suspended guest looks like to nova after a restart.
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.managedSave',
+            _managed_save_shuts_off))
         self.state_path = self.useFixture(fixtures.TempDir()).path
         self.flags(state_path=self.state_path)
         self.flags(api_paste_config=api_paste_config(), group='wsgi')
@@ -277,6 +283,12 @@ class GuardrailsTestBase(base.ServersTestBase,
         self.fail('condition not met in %ss' % timeout)
 
 
+
+
+def _managed_save_shuts_off(domain, flags):
+    domain._state = fakelibvirt.VIR_DOMAIN_SHUTOFF
+    domain._connection._mark_not_running(domain)
+    domain._has_saved_state = True
 
 
 def _resolve(target, name):

@@ -50,6 +50,21 @@ class Scenario:
         return (self.run or crash_and_restart)(test, self)
 
 
+#: vm_state -> the guest power states consistent with it (the crash
+#: matrix's and the lab's "recovered").
+GUEST_OF_VM_STATE = {
+    'active': ('running',),
+    'stopped': ('shutdown', 'pending'),
+    'paused': ('paused',),
+    'suspended': ('shutdown',),
+    'rescued': ('running',),
+    'resized': ('running', 'shutdown'),
+    'soft-delete': ('shutdown', 'pending'),
+    'shelved': ('shutdown',),
+    'shelved_offloaded': ('pending',),
+}
+
+
 @dataclasses.dataclass
 class Outcome:
     """What a restart made of a crashed server.
@@ -113,8 +128,7 @@ class Outcome:
             return 'stuck'
         if vm_state == 'error':
             return 'error'
-        expected = {'active': ('running',),
-                    'stopped': ('shutdown', 'pending')}
+        expected = GUEST_OF_VM_STATE
         if self.guest_after in expected.get(vm_state, ()):
             return 'recovered'
         return 'stuck'

@@ -3,6 +3,8 @@
 
 import json
 
+import fixtures
+
 import sqlalchemy
 
 from nova import context as nova_context
@@ -63,3 +65,27 @@ class AuditTest(harness.GuardrailsTestBase):
         self.restart_compute_service(scenarios.HOST)
         self.assertEqual('reboot_hard',
                          scenarios._decision(server)['action'])
+
+    def test_queued_request_and_overrides(self):
+        """A reboot nova-api accepted but no compute started is reported
+        ``queued``; an override changes the action the audit reports."""
+        from nova_guardrails import recovery
+        server = scenarios.boot(self)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.rpcapi.ComputeAPI.reboot_instance',
+            lambda *args, **kwargs: None))
+        self.api.post_server_action(server['id'],
+                                    {'reboot': {'type': 'SOFT'}})
+        ctxt = nova_context.get_admin_context()
+        before = dump_database()
+        [row] = audit.rows(ctxt, scenarios.HOST, grace=120)
+        self.assertEqual(('rebooting', 'queued'),
+                         (row['task_state'], row['action']))
+        self.assertIn('no compute started it', row['reason'])
+        index = recovery.build_index(recovery.effective_rules(
+            {'rebooting': 'error'}))
+        [row] = audit.rows(ctxt, scenarios.HOST, index=index, grace=0)
+        self.assertEqual(('error', 'guardrails'),
+                         (row['action'], row['by']))
+        self.assertIn('recovery_overrides', row['reason'])
+        self.assertEqual(before, dump_database())

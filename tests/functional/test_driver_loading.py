@@ -120,6 +120,19 @@ class RefusedConfigurationTest(harness.GuardrailsTestBase):
                                        'max_startup_destroys': '1',
                                        'rbd_trash_delay': '0'}[name]))
 
+    def test_bad_recovery_overrides(self):
+        self.assertRefused(
+            '[guardrails]\nrecovery_overrides = resize_reverting:explode\n',
+            '[guardrails] recovery_overrides', 'resize_reverting:explode',
+            'clear, clear_to_guest, error, leave')
+        self.assertRefused(
+            '[guardrails]\nrecovery_overrides = napping:error\n',
+            '[guardrails] recovery_overrides', "'napping' is not a "
+            'task_state')
+        self.assertRefused(
+            '[guardrails]\nqueued_grace_seconds = -5\n',
+            '[guardrails] queued_grace_seconds is invalid')
+
     def test_no_guard_is_valid(self):
         self.use_nova_conf('[guardrails]\nenabled_guards =\n')
         self.start_compute('compute1')

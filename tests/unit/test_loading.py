@@ -55,7 +55,8 @@ class OptionsTest(unittest.TestCase):
         self.assertEqual('guardrails', group.name)
         self.assertEqual({'driver', 'enabled_guards', 'report_path',
                           'allow_takeover_from', 'max_startup_destroys',
-                          'revert_vif_policy', 'rbd_trash_delay'},
+                          'revert_vif_policy', 'rbd_trash_delay',
+                          'recovery_overrides', 'queued_grace_seconds'},
                          {o.name for o in opts})
         for opt in opts:
             self.assertTrue(opt.help and len(opt.help) > 40, opt.name)
