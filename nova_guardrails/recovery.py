@@ -95,14 +95,16 @@ ACTIONS = {
                      'plugging VIFs fails first: vm_state error, task_state '
                      'kept)',
     'rollback_resize': 'by the migration record: on the migration\'s '
-                       'destination, task_state resize_reverting and '
-                       'migration reverting, then ComputeManager.'
-                       'revert_resize (this host\'s copy destroyed, '
-                       'finish_revert_resize cast to the source, which '
-                       'restores the guest, flavor and placement allocations '
-                       'there); on the source (the revert already finished '
-                       'here) as clear_to_guest; a migration that names '
-                       'neither host: error',
+                       'destination, the RequestSpec back on the old flavor, '
+                       'task_state resize_reverting and migration reverting, '
+                       'then nova\'s revert_resize cast to this host (run '
+                       'once the service is up: this host\'s copy '
+                       'destroyed, finish_revert_resize cast to the source, '
+                       'which restores the guest, flavor and placement '
+                       'allocations there); on the source (the revert '
+                       'already restored the guest here) the stashed flavors '
+                       'dropped, then as clear_to_guest; a migration that '
+                       'names neither host, or a same-host resize: error',
     'reset_live_migration': 'abort the live migration and reset its state '
                             '(ComputeManager._reset_live_migration)',
 }

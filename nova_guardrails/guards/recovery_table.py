@@ -34,6 +34,7 @@ from oslo_log import log as logging
 import oslo_messaging
 
 from nova import objects
+from nova.virt import hardware
 
 from nova_guardrails import exception
 from nova_guardrails.guards import base
@@ -112,8 +113,16 @@ def _reboot_hard(manager, context, instance, power):
     # hard_reboot_states; from a soft reboot state that save raises
     # UnexpectedTaskStateError (nova bug 1072751). nova 34's _init_instance
     # rewrites it too (NOTE(mikal)); here the rewrite is explicit.
+    changes = {}
     if instance.task_state not in task_states.hard_reboot_states:
-        _save(instance, task_state=task_states.REBOOT_PENDING_HARD)
+        changes['task_state'] = task_states.REBOOT_PENDING_HARD
+    if instance.vm_state == vm_states.RESCUED:
+        # _reboot_instance keeps vm_state rescued ("Don't change it out of
+        # rescue mode") but the driver's hard reboot builds the guest from
+        # the instance's own disks (rescuing/unrescuing): record it active.
+        changes['vm_state'] = vm_states.ACTIVE
+    if changes:
+        _save(instance, **changes)
     manager.reboot_instance(context, instance, block_device_info=None,
                             reboot_type='HARD')
     return False
@@ -146,11 +155,23 @@ def _rerun_shelve_offload(manager, context, instance, power):
     return False
 
 
-def _rollback_resize(manager, context, instance, power):
-    migration = None
+def _resize_migration(context, instance):
+    """The migration record of the instance's cold migration or resize."""
     if instance.migration_context is not None:
-        migration = objects.Migration.get_by_id_and_instance(
+        return objects.Migration.get_by_id_and_instance(
             context, instance.migration_context.migration_id, instance.uuid)
+    # finish_revert_resize drops the migration context before its last two
+    # saves: the instance's latest cold migration or resize.
+    for migration in objects.MigrationList.get_by_filters(
+            context, {'instance_uuid': instance.uuid},
+            sort_keys=['created_at', 'id'], sort_dirs=['desc', 'desc']):
+        if migration.migration_type in ('resize', 'migration'):
+            return migration
+    return None
+
+
+def _rollback_resize(manager, context, instance, power):
+    migration = _resize_migration(context, instance)
     if migration is None or (migration.source_compute ==
                              migration.dest_compute):
         # No record to roll back by, or a same-host resize whose two copies
@@ -162,16 +183,35 @@ def _rollback_resize(manager, context, instance, power):
                     instance=instance)
         return _error(manager, context, instance, power)
     if instance.host == migration.dest_compute == manager.host:
+        request_spec = objects.RequestSpec.get_by_instance_uuid(
+            context, instance.uuid)
+        # As nova-api's revert_resize: conductor pointed the RequestSpec at
+        # the new flavor; later moves must schedule the original one.
+        if (instance.old_flavor is not None and
+                request_spec.flavor.id != instance.old_flavor.id):
+            request_spec.flavor = instance.old_flavor
+            request_spec.numa_topology = hardware.numa_get_constraints(
+                instance.old_flavor, instance.image_meta)
+            request_spec.save()
         _save(instance, task_state=task_states.RESIZE_REVERTING)
         migration.status = 'reverting'
         migration.save()
-        request_spec = objects.RequestSpec.get_by_instance_uuid(
-            context, instance.uuid)
-        manager.revert_resize(context, instance, migration, request_spec)
+        # Cast to this host, as nova-api does, rather than calling
+        # revert_resize here: during init_host the resource tracker has no
+        # compute node yet (pre_start_hook loads them), so its
+        # drop_move_claim_at_dest raises KeyError. The cast is consumed once
+        # the RPC server starts, after pre_start_hook.
+        manager.compute_rpcapi.revert_resize(
+            context, instance, migration, migration.dest_compute,
+            request_spec)
         return False
     if instance.host == migration.source_compute == manager.host:
-        # finish_revert_resize saved the instance back here; only its last
-        # save (vm_state, task_state None) is missing.
+        if instance.migration_context is None:
+            # finish_revert_resize restored the guest here; its finally
+            # (_delete_stashed_flavor_info) and its last save are missing.
+            instance.old_flavor = None
+            instance.new_flavor = None
+            instance.system_metadata.pop('old_vm_state', None)
         return _clear_to_guest(manager, context, instance, power)
     return _error(manager, context, instance, power)
 

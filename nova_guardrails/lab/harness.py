@@ -101,6 +101,12 @@ class GuardrailsTestBase(base.ServersTestBase,
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.managedSave',
             _managed_save_shuts_off))
+        # fakelibvirt's undefineFlags calls managedSaveRemove() without the
+        # flags its own signature requires (reached once a saved image
+        # exists, as above).
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.managedSaveRemove',
+            _managed_save_remove))
         self.state_path = self.useFixture(fixtures.TempDir()).path
         self.flags(state_path=self.state_path)
         self.flags(api_paste_config=api_paste_config(), group='wsgi')
@@ -289,6 +295,10 @@ def _managed_save_shuts_off(domain, flags):
     domain._state = fakelibvirt.VIR_DOMAIN_SHUTOFF
     domain._connection._mark_not_running(domain)
     domain._has_saved_state = True
+
+
+def _managed_save_remove(domain, flags=0):
+    domain._has_saved_state = False
 
 
 def _resolve(target, name):

@@ -1,0 +1,281 @@
+"""Resize task_states nova 34 leaves stuck, on real nova 34.
+
+A server on compute1 (the source) is resized to compute2 (the
+destination); nova-compute dies (a BaseException, harness.ComputeCrash) at a
+crash point of the resize or of its revert, the compute services are
+restarted keeping the fake hypervisor's domains, and the tests assert where
+the server ends. Guarded (recovery_table, ``rollback_resize``) the resize is
+rolled back to the source by nova's own revert: server active on the source
+with its original flavor, guest running there and gone from the
+destination, migration reverted, placement allocations only on the source
+for the original flavor. Nova alone the instance stays stuck in its
+task_state.
+"""
+
+from nova.compute import task_states
+from nova import context as nova_context
+from nova import objects
+
+from nova_guardrails.lab import harness
+from nova_guardrails.lab import scenarios
+
+MANAGER = 'nova.compute.manager.ComputeManager'
+DRIVER = scenarios.LIBVIRT_DRIVER
+SOURCE = 'compute1'
+DEST = 'compute2'
+NEW_FLAVOR = '2'
+
+
+class _Base(harness.GuardrailsTestBase):
+
+    def setUp(self):
+        super().setUp()
+        scenarios._fake_disk_migration(self)
+        self.flags(allow_resize_to_same_host=False)
+        self.start_compute(SOURCE)
+        self.start_compute(DEST)
+        self.server = self._create_server(networks='none', host=SOURCE)
+        self.old_flavor = self.server['flavor']
+        self.source_rp = self._get_provider_uuid_by_host(SOURCE)
+        self.dest_rp = self._get_provider_uuid_by_host(DEST)
+        self.assertEqual('running', self.guest_power_state(SOURCE,
+                                                           self.server))
+
+    # Operations ------------------------------------------------------------
+
+    def resize(self, crashed):
+        """Resize the server to compute2; wait for the crash."""
+        return scenarios._interrupt(
+            self, self.server, crashed,
+            {'resize': {'flavorRef': NEW_FLAVOR}})
+
+    def resized(self):
+        """The server resized to compute2, awaiting confirm or revert."""
+        server = self._resize_server(self.server, NEW_FLAVOR)
+        self.assertEqual(DEST, server['OS-EXT-SRV-ATTR:host'])
+        return server
+
+    def revert(self, crashed):
+        """Revert the resize; wait for the crash."""
+        return scenarios._interrupt(self, self.server, crashed,
+                                    {'revertResize': None})
+
+    def crash_in_finish_revert_resize(self):
+        """Revert; the source dies in finish_revert_resize right after
+        ``instance.save(expected_task_state=RESIZE_REVERTING)`` (guest
+        restored, migration context dropped, host = source)."""
+        crashed = self.crash_at(
+            'nova.objects.instance.Instance', 'save', when='after',
+            condition=lambda instance, *a, **kw: (
+                instance.task_state == task_states.RESIZE_REVERTING and
+                instance.host == SOURCE and
+                'launched_at' in instance.obj_what_changed()))
+        # A kill -9 runs no ``finally``: finish_revert_resize's
+        # _delete_stashed_flavor_info does not run either (the crash, a
+        # BaseException, would run it).
+        self.crash_at(MANAGER, '_delete_stashed_flavor_info', when='before')
+        self.revert(crashed)
+
+    def restart(self, *hosts):
+        """Restart the compute services ``hosts``, in that order, keeping
+        the hypervisors' domains. Returns (state before, decision)."""
+        at_crash = self.server_states(self.server)
+        for host in hosts:
+            self.restart_compute_service(host)
+        return at_crash, scenarios._decision(self.server)
+
+    # Facts -----------------------------------------------------------------
+
+    def migration(self):
+        ctxt = nova_context.get_admin_context()
+        [migration] = objects.MigrationList.get_by_filters(
+            ctxt, {'instance_uuid': self.server['id']})
+        return migration
+
+    def guests(self):
+        """Power states of the guest on (source, destination)."""
+        return (self.guest_power_state(SOURCE, self.server),
+                self.guest_power_state(DEST, self.server))
+
+    def wait_settled(self):
+        """Wait until the server has no task_state."""
+        self.wait_until(
+            lambda: self.server_states(self.server)[1] is None, timeout=30)
+        return self.api.get_server(self.server['id'])
+
+
+class GuardedResizeRecoveryTest(_Base):
+    NOVA_CONF = harness.GUARDED_NOVA_CONF
+
+    def assertDecision(self, decision, action, task_state):
+        self.assertIsNotNone(decision, 'no start-up report row')
+        self.assertEqual((action, 'guardrails', 'done', task_state),
+                         (decision['action'], decision['executed_by'],
+                          decision['outcome'],
+                          decision['before']['task_state']), decision)
+
+    def assertRolledBack(self, wait_revert=True):
+        """The resize is rolled back: the server runs on the source with
+        its original flavor, migration reverted, allocations only there.
+        Returns the server."""
+        if wait_revert:
+            self.notifier.wait_for_versioned_notifications(
+                'instance.resize_revert.end')
+        server = self.wait_settled()
+        self.assertEqual(('ACTIVE', SOURCE, None),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host'],
+                          server['OS-EXT-STS:task_state']))
+        self.assertEqual(('active', None, 'running'),
+                         self.server_states(server))
+        self.assertEqual(self.old_flavor, server['flavor'])
+        self.assertEqual(('running', 'pending'), self.guests())
+        migration = self.migration()
+        self.assertEqual('reverted', migration.status)
+        instance = self.instance(server)
+        self.assertEqual((SOURCE, SOURCE), (instance.host, instance.node))
+        self.assertIsNone(instance.migration_context)
+        self.assertIsNone(instance.old_flavor)
+        self.assertIsNone(instance.new_flavor)
+        self.assertNotIn('old_vm_state', instance.system_metadata)
+        # Placement: the instance holds the original flavor on the source
+        # only; nothing is left held by the migration.
+        allocations = self._get_allocations_by_server_uuid(server['id'])
+        self.assertEqual([self.source_rp], list(allocations))
+        self.assertFlavorMatchesAllocation(self.old_flavor, server['id'],
+                                           self.source_rp)
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            migration.uuid))
+        self.assertEqual({}, self._get_allocations_by_provider_uuid(
+            self.dest_rp))
+        # The scheduler sees the original flavor again (as nova-api's
+        # revert_resize leaves the RequestSpec).
+        ctxt = nova_context.get_admin_context()
+        spec = objects.RequestSpec.get_by_instance_uuid(ctxt, server['id'])
+        self.assertEqual(self.old_flavor['original_name'], spec.flavor.name)
+        return server
+
+    def assertUsable(self, server):
+        """The recovered server can be resized again, to compute2."""
+        server = self._resize_server(server, NEW_FLAVOR)
+        self.assertEqual(DEST, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(('shutdown', 'running'), self.guests())
+
+    # resize_migrated -------------------------------------------------------
+
+    def test_resize_migrated(self):
+        """The source saved resize_migrated (host = destination) and died
+        before casting finish_resize: the destination rolls it back."""
+        self.resize(self.crash_at_task_state(task_states.RESIZE_MIGRATED,
+                                             when='after'))
+        self.assertEqual(('shutdown', 'pending'), self.guests())
+        at_crash, decision = self.restart(SOURCE, DEST)
+        self.assertEqual(('active', 'resize_migrated'), at_crash[:2])
+        self.assertDecision(decision, 'rollback_resize', 'resize_migrated')
+        self.assertUsable(self.assertRolledBack())
+
+    # resize_finish ---------------------------------------------------------
+
+    def test_resize_finish_before_driver(self):
+        """The destination saved resize_finish (new flavor recorded) and
+        died before the driver created the guest."""
+        self.resize(self.crash_at_task_state(task_states.RESIZE_FINISH,
+                                             when='after'))
+        self.assertEqual(('shutdown', 'pending'), self.guests())
+        at_crash, decision = self.restart(DEST)
+        self.assertEqual(('active', 'resize_finish'), at_crash[:2])
+        self.assertNotEqual(self.old_flavor,
+                            self.api.get_server(self.server['id'])['flavor'])
+        self.assertDecision(decision, 'rollback_resize', 'resize_finish')
+        self.assertUsable(self.assertRolledBack())
+
+    def test_resize_finish_guest_on_destination(self):
+        """The destination's driver created and started the guest, then
+        nova-compute died before recording the resize finished: the
+        destination's guest is destroyed, the source's restarted."""
+        self.resize(self.crash_at(DRIVER, 'finish_migration', when='after'))
+        self.assertEqual(('shutdown', 'running'), self.guests())
+        at_crash, decision = self.restart(DEST)
+        self.assertEqual(('active', 'resize_finish'), at_crash[:2])
+        self.assertDecision(decision, 'rollback_resize', 'resize_finish')
+        self.assertUsable(self.assertRolledBack())
+
+    # resize_reverting ------------------------------------------------------
+
+    def test_resize_reverting_destination_guest_destroyed(self):
+        """Revert: the destination destroyed its guest and died before
+        casting finish_revert_resize to the source."""
+        self.resized()
+        self.revert(self.crash_at(DRIVER, 'destroy', when='after'))
+        self.assertEqual(('shutdown', 'pending'), self.guests())
+        self.assertEqual('reverting', self.migration().status)
+        at_crash, decision = self.restart(DEST)
+        self.assertEqual(('resized', 'resize_reverting'), at_crash[:2])
+        self.assertDecision(decision, 'rollback_resize', 'resize_reverting')
+        self.assertUsable(self.assertRolledBack())
+
+    def test_resize_reverting_destination_before_cast(self):
+        """Revert: the destination dropped its claim (migration already
+        'reverted') and died before the cast to the source."""
+        self.resized()
+        self.revert(self.crash_at('nova.compute.rpcapi.ComputeAPI',
+                                  'finish_revert_resize', when='before'))
+        self.assertEqual(('shutdown', 'pending'), self.guests())
+        self.assertEqual('reverted', self.migration().status)
+        at_crash, decision = self.restart(DEST)
+        self.assertEqual(('resized', 'resize_reverting'), at_crash[:2])
+        self.assertDecision(decision, 'rollback_resize', 'resize_reverting')
+        self.assertUsable(self.assertRolledBack())
+
+    def test_resize_reverting_source_guest_restored(self):
+        """Revert: the source restored the guest and saved the instance
+        back on itself (migration context dropped, task_state still
+        resize_reverting), then died before its last save: the source
+        clears it to its guest (active)."""
+        self.resized()
+        self.crash_in_finish_revert_resize()
+        self.assertEqual(('running', 'pending'), self.guests())
+        instance = self.instance(self.server)
+        self.assertEqual((SOURCE, None), (instance.host,
+                                          instance.migration_context))
+        self.assertIsNotNone(instance.old_flavor)
+        at_crash, decision = self.restart(SOURCE)
+        self.assertEqual(('resized', 'resize_reverting'), at_crash[:2])
+        self.assertDecision(decision, 'rollback_resize', 'resize_reverting')
+        self.assertUsable(self.assertRolledBack(wait_revert=False))
+
+
+class NovaAloneResizeRecoveryTest(_Base):
+    """The same crashes with nova alone: the instance stays stuck."""
+
+    NOVA_CONF = harness.NOVA_ALONE_CONF
+
+    def assertStuck(self, states, guests):
+        self.assertEqual(states, self.server_states(self.server)[:2])
+        self.assertEqual(guests, self.guests())
+
+    def test_resize_migrated(self):
+        self.resize(self.crash_at_task_state(task_states.RESIZE_MIGRATED,
+                                             when='after'))
+        self.restart(SOURCE, DEST)
+        self.assertStuck(('active', 'resize_migrated'),
+                         ('shutdown', 'pending'))
+        self.assertEqual('post-migrating', self.migration().status)
+
+    def test_resize_finish_guest_on_destination(self):
+        self.resize(self.crash_at(DRIVER, 'finish_migration', when='after'))
+        self.restart(DEST)
+        self.assertStuck(('active', 'resize_finish'), ('shutdown', 'running'))
+
+    def test_resize_reverting_destination_guest_destroyed(self):
+        self.resized()
+        self.revert(self.crash_at(DRIVER, 'destroy', when='after'))
+        self.restart(DEST)
+        self.assertStuck(('resized', 'resize_reverting'),
+                         ('shutdown', 'pending'))
+
+    def test_resize_reverting_source_guest_restored(self):
+        self.resized()
+        self.crash_in_finish_revert_resize()
+        self.restart(SOURCE)
+        self.assertStuck(('resized', 'resize_reverting'),
+                         ('running', 'pending'))
