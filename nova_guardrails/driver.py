@@ -39,7 +39,8 @@ CONF = nova.conf.CONF
 _OWN_ATTRIBUTES = frozenset([
     '_guardrails_driver', '_guardrails_guards', '_guardrails_report',
     '_guardrails_manager', '_guardrails_call', 'guardrails_bind',
-    'init_host', 'finish_revert_migration', 'finish_migration',
+    'init_host', 'cleanup_host', 'finish_revert_migration',
+    'finish_migration',
 ])
 
 #: Drivers nova special-cases by the *name* in ``[DEFAULT] compute_driver``;
@@ -214,6 +215,13 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
     def finish_migration(self, *args, **kwargs):
         """The real driver's, through the guards' hooks (seed 002)."""
         return self._guardrails_call('finish_migration', *args, **kwargs)
+
+    def cleanup_host(self, host):
+        """Each guard's ``driver_cleanup_host`` (nova-compute is stopping),
+        then the real driver's ``cleanup_host(host)``."""
+        for guard in self._guardrails_guards:
+            guard.driver_cleanup_host(self._guardrails_manager, host)
+        self._guardrails_driver.cleanup_host(host)
 
     def init_host(self, host):
         """The real driver's ``init_host(host)``, then each guard's

@@ -90,10 +90,12 @@ ACTIONS = {
                             'destroyed, allocations removed, vm_state '
                             'shelved_offloaded, host None)',
     'unpause': 'unpause the guest (ComputeManager.unpause_instance)',
-    'revert_resize': 'revert the interrupted resize on this host (driver '
-                     'finish_revert_migration), then task_state None (if '
-                     'plugging VIFs fails first: vm_state error, task_state '
-                     'kept)',
+    'revert_resize': 'roll the resize back on this host, its source: the '
+                     'migration\'s allocations back to the instance '
+                     '(ComputeManager._revert_allocation), the driver\'s '
+                     'finish_revert_migration, migration error, stashed '
+                     'flavors dropped, vm_state as before the resize, '
+                     'task_state None',
     'rollback_resize': 'by the migration record: on the migration\'s '
                        'destination, the RequestSpec back on the old flavor, '
                        'task_state resize_reverting and migration reverting, '
@@ -287,8 +289,11 @@ RULES = [
           'paused or not, the guest is what it is: vm_state follows it '
           '(nova handles pausing only with the guest running and leaves '
           'this one stuck)'),
-    _rule([ts.RESIZE_MIGRATING], OTHER_VM, ANY_POWER, 'revert_resize', N,
-          'the resize was interrupted on the source: roll it back'),
+    _rule([ts.RESIZE_MIGRATING], OTHER_VM, ANY_POWER, 'revert_resize', G,
+          'the resize was interrupted on the source: roll it back here '
+          '(nova 34 tries to and fails on libvirt: finish_revert_migration '
+          'reads instance.old_flavor, not set yet; guest left off, '
+          'allocations left on the destination)'),
     _rule([ts.MIGRATING], LIVE_VM, ANY_POWER, 'reset_live_migration', N,
           'the live migration was interrupted: abort and reset it'),
 

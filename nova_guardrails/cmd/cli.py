@@ -7,6 +7,8 @@ Subcommands:
 * ``table``: print the recovery table as markdown.
 * ``rbd-trash list|restore UUID``: root disks in the rbd trash.
 * ``audit``: read-only, what the recovery table would do now.
+* ``crash-matrix``: every lifecycle operation crashed at every step, nova
+  alone beside guarded (needs the ``lab`` extra).
 """
 
 import argparse
@@ -17,6 +19,22 @@ def _lab(args):
     from nova_guardrails.lab import runner
     return runner.main(scenarios=args.scenario, json_path=args.json,
                        log_path=args.log_file)
+
+
+def _crash_matrix(args):
+    from nova_guardrails.lab import crash_matrix
+    if args.ops:
+        unknown = set(args.ops) - set(crash_matrix.BY_NAME)
+        if unknown:
+            sys.stderr.write('nova-guardrails crash-matrix: unknown '
+                             'operation(s) %s; known: %s\n' % (
+                                 ', '.join(sorted(unknown)),
+                                 ', '.join(crash_matrix.BY_NAME)))
+            return 2
+    ops = crash_matrix.FAST_SUBSET if args.fast else args.ops
+    return crash_matrix.main(operations=ops, guards=args.guards,
+                             output=args.output, json_path=args.json,
+                             log_path=args.log_file, quiet=args.quiet)
 
 
 def _table(args):
@@ -70,6 +88,28 @@ def build_parser():
                      help='nova\'s log of the lab run (default: a file in '
                           'the temporary directory, named at the end)')
     lab.set_defaults(func=_lab)
+    matrix = sub.add_parser(
+        'crash-matrix',
+        help='every lifecycle operation crashed at every step on an '
+             'embedded nova, nova alone and guarded; writes crash-matrix.md '
+             'and a JSON file (needs the lab extra)')
+    matrix.add_argument('--ops', nargs='+', metavar='OP',
+                        help='operations to run (default: all)')
+    matrix.add_argument('--fast', action='store_true',
+                        help='only the subset every CI run executes')
+    matrix.add_argument('--guards', choices=['on', 'off', 'both'],
+                        default='both',
+                        help='nova-guardrails on, off (nova alone) or both '
+                             '(default)')
+    matrix.add_argument('--output', default='crash-matrix.md',
+                        metavar='PATH', help='markdown report')
+    matrix.add_argument('--json', default='crash-matrix.json',
+                        metavar='PATH', help='JSON report')
+    matrix.add_argument('--log-file', metavar='PATH',
+                        help='nova\'s log of the run')
+    matrix.add_argument('--quiet', action='store_true',
+                        help='no line per cell while it runs')
+    matrix.set_defaults(func=_crash_matrix)
     table = sub.add_parser('table', help='print the recovery table '
                                          '(markdown); with --config-file, '
                                          'the effective one, [guardrails] '

@@ -41,6 +41,10 @@ class Guard:
         checks and before anything can be destroyed. Raise
         :class:`~nova_guardrails.exception.StartupRefused` to stop."""
 
+    def driver_cleanup_host(self, manager, host):
+        """nova-compute is stopping (``ComputeManager.cleanup_host``):
+        stop whatever the guard started."""
+
     def init_host(self, manager, service_ref, call_next):
         """Around ``ComputeManager.init_host(service_ref)``."""
         return call_next(service_ref)

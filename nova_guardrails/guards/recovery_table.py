@@ -23,6 +23,7 @@ Differences from nova 34 alone (everything else is nova's own code path):
   task_state and the guard changes nothing more (``preempted``).
 """
 
+import dataclasses
 import threading
 
 from nova.compute import task_states
@@ -182,7 +183,11 @@ def _rollback_resize(manager, context, instance, power):
                     'none' if migration is None else 'same-host resize',
                     instance=instance)
         return _error(manager, context, instance, power)
-    if instance.host == migration.dest_compute == manager.host:
+    if instance.host == migration.dest_compute and manager.host in (
+            migration.dest_compute, migration.source_compute):
+        # On the destination; or on the source when it died right after
+        # recording the instance on the destination and before casting
+        # finish_resize there (RecoveryTableGuard.init_host finds those).
         request_spec = objects.RequestSpec.get_by_instance_uuid(
             context, instance.uuid)
         # As nova-api's revert_resize: conductor pointed the RequestSpec at
@@ -196,7 +201,7 @@ def _rollback_resize(manager, context, instance, power):
         _save(instance, task_state=task_states.RESIZE_REVERTING)
         migration.status = 'reverting'
         migration.save()
-        # Cast to this host, as nova-api does, rather than calling
+        # Cast to the destination, as nova-api does, rather than calling
         # revert_resize here: during init_host the resource tracker has no
         # compute node yet (pre_start_hook loads them), so its
         # drop_move_claim_at_dest raises KeyError. The cast is consumed once
@@ -216,6 +221,42 @@ def _rollback_resize(manager, context, instance, power):
     return _error(manager, context, instance, power)
 
 
+def _revert_resize(manager, context, instance, power):
+    """Roll back a resize interrupted on its source (resize_migrating).
+
+    nova 34's own start-up path for this task_state calls the driver's
+    finish_revert_migration, whose vTPM step reads ``instance.old_flavor``;
+    resize_instance sets it only with its resize_migrated save, so on
+    libvirt that call raises AttributeError and nova leaves the guest off
+    with the instance's allocations on the destination. Here: the flavor
+    has not changed yet, the migration's allocations go back to the
+    instance (ComputeManager._revert_allocation), the driver restores the
+    guest, and the migration ends ``error`` as when resize_instance fails.
+    """
+    migration = _resize_migration(context, instance)
+    if migration is None or migration.source_compute != manager.host:
+        return _error(manager, context, instance, power)
+    if instance.old_flavor is None:
+        instance.old_flavor = instance.flavor
+    manager._revert_allocation(context, instance, migration)
+    power_on = (instance.system_metadata.get('old_vm_state') !=
+                vm_states.STOPPED)
+    manager.driver.finish_revert_migration(
+        context, instance, instance.get_network_info(), migration,
+        manager._get_instance_block_device_info(context, instance),
+        power_on)
+    migration.status = 'error'
+    migration.save()
+    instance.drop_migration_context()
+    instance.old_flavor = None
+    instance.new_flavor = None
+    instance.system_metadata.pop('old_vm_state', None)
+    _save(instance, task_state=None,
+          vm_state=vm_states.ACTIVE if power_on else vm_states.STOPPED,
+          power_state=manager._get_power_state(instance))
+    return True
+
+
 #: How nova-guardrails runs the ``by='guardrails'`` actions:
 #: ``f(manager, context, instance, power_state_name) -> bool``, True when
 #: nova's ``_init_instance`` should then run its normal start-up path.
@@ -233,7 +274,31 @@ EXECUTORS = {
     'rerun_soft_delete': _rerun_soft_delete,
     'rerun_shelve_offload': _rerun_shelve_offload,
     'rollback_resize': _rollback_resize,
+    'revert_resize': _revert_resize,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Deferred:
+    """An instance left alone at start-up for queued_grace_seconds."""
+
+    uuid: str
+    task_state: str
+    host: str
+    action_id: int | None
+    watch: str | None
+
+    def moved(self, instance, latest):
+        """Did anything take the request up since start-up?"""
+        if (instance.task_state != self.task_state or
+                instance.host != self.host):
+            return True
+        if latest is None:
+            return False
+        if self.watch:
+            return self.watch in latest.compute_events
+        return latest.action_id != self.action_id or bool(
+            latest.compute_events)
 
 
 class RecoveryTableGuard(base.Guard):
@@ -251,6 +316,7 @@ class RecoveryTableGuard(base.Guard):
         self.rules = recovery.RULES
         self._latest = None
         self._deferred = []
+        self._timer = None
 
     def validate(self):
         missing = {rule.action for rule in recovery.RULES
@@ -267,11 +333,12 @@ class RecoveryTableGuard(base.Guard):
     def init_host(self, manager, service_ref, call_next):
         self._latest = None
         self._deferred = []
+        grace = self.conf.guardrails.queued_grace_seconds
+        self._stranded_resizes(manager, grace)
         result = call_next(service_ref)
         if self._deferred:
-            grace = self.conf.guardrails.queued_grace_seconds
             LOG.info('guardrails recovery_table: %(n)d instance(s) with a '
-                     'request still queued for this host; looked at again '
+                     'request that may still be queued; looked at again '
                      'in %(grace)ss', {'n': len(self._deferred),
                                        'grace': grace})
             # A daemon timer, not a thread of nova's pools: nova-compute's
@@ -280,8 +347,49 @@ class RecoveryTableGuard(base.Guard):
                                     args=(manager, list(self._deferred),
                                           grace))
             timer.daemon = True
+            self._timer = timer
             timer.start()
         return result
+
+    def driver_cleanup_host(self, manager, host):
+        # A stopped nova-compute decides nothing more; its next start-up
+        # looks again.
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _stranded_resizes(self, manager, grace):
+        """Resizes this host, their source, left half-way: the instance
+        recorded on the destination in resize_migrated, the migration
+        post-migrating, and no compute_finish_resize on the destination
+        (this host died before casting it, or it is still queued there).
+        Left ``queued_grace_seconds``, then rolled back (rollback_resize).
+        Two queries when there is none."""
+        context = nova_context.get_admin_context()
+        migrations = objects.MigrationList.get_by_filters(
+            context, {'source_compute': manager.host,
+                      'status': 'post-migrating'})
+        for migration in migrations:
+            if migration.migration_type not in ('resize', 'migration') or \
+                    migration.dest_compute == manager.host:
+                continue
+            instance = objects.Instance.get_by_uuid(
+                context, migration.instance_uuid)
+            if (instance.task_state != task_states.RESIZE_MIGRATED or
+                    instance.host != migration.dest_compute):
+                continue
+            latest = queued.latest_actions(context, [instance.uuid]).get(
+                instance.uuid)
+            if latest and 'compute_finish_resize' in latest.compute_events:
+                continue
+            why = ('resize to %s: recorded there in resize_migrated, '
+                   'finish_resize not started' % migration.dest_compute)
+            if grace:
+                self._defer(manager, context, instance, latest, why,
+                            watch='compute_finish_resize')
+            else:
+                self._decide(manager, context, instance, lambda *a: None,
+                             prefix=why + ': ')
 
     def _latest_actions(self, context, manager):
         """The latest instance action of every instance of the host with a
@@ -306,7 +414,12 @@ class RecoveryTableGuard(base.Guard):
                 return None
         return self._decide(manager, context, instance, call_next)
 
-    def _defer(self, manager, context, instance, latest, why):
+    def _defer(self, manager, context, instance, latest, why, watch=None):
+        """Leave ``instance`` alone for now; :meth:`_recheck` looks again.
+
+        :param watch: the compute event that means the request was taken
+            up; None: any ``compute_*`` event on the latest action.
+        """
         decision = report_mod.Decision(
             guard=self.name, instance_uuid=instance.uuid,
             before=report_mod.InstanceState.of(
@@ -316,49 +429,46 @@ class RecoveryTableGuard(base.Guard):
                    'queued_grace_seconds' % why)
         decision.after = decision.before
         self.report.record(decision)
-        self._deferred.append((instance.uuid, instance.task_state,
-                               latest.action_id))
+        self._deferred.append(_Deferred(
+            instance.uuid, instance.task_state, instance.host,
+            latest.action_id if latest else None, watch))
 
     def _recheck(self, manager, deferred, grace):
         """After the grace period: a deferred instance whose task_state did
-        not move and whose request no compute started is decided by the
+        not move and whose request no compute took up is decided by the
         table, as an interrupted one."""
         context = nova_context.get_admin_context()
         try:
             latest = queued.latest_actions(context,
-                                           [uuid for uuid, _, _ in deferred])
+                                           [d.uuid for d in deferred])
         except Exception:
             LOG.exception('guardrails recovery_table: cannot read instance '
                           'actions for the queued re-check; those instances '
                           'are left as they are')
             return
-        for uuid, task_state, action_id in deferred:
+        for entry in deferred:
             try:
-                instance = objects.Instance.get_by_uuid(context, uuid)
-                moved = (instance.task_state != task_state or
-                         instance.host != manager.host or
-                         uuid not in latest or
-                         latest[uuid].action_id != action_id or
-                         latest[uuid].compute_events)
-                if moved:
+                instance = objects.Instance.get_by_uuid(context, entry.uuid)
+                if entry.moved(instance, latest.get(entry.uuid)):
                     decision = report_mod.Decision(
-                        guard=self.name, instance_uuid=uuid,
+                        guard=self.name, instance_uuid=entry.uuid,
                         before=report_mod.InstanceState(
-                            None, task_state, None),
+                            None, entry.task_state, None),
                         action='queued', executed_by=recovery.BY_NOVA,
                         reason='the queued request reached a compute or '
                                'the instance moved on: nothing to recover')
                     decision.after = self._state_after(manager, instance)
                     self.report.record_runtime(decision)
                     continue
-                # nova's own _init_instance, as at start-up.
+                # nova's own _init_instance, as at start-up (never for an
+                # instance recorded on another host).
                 nova_init = type(manager)._init_instance.__get__(manager)
                 self._decide(manager, context, instance, nova_init,
                              runtime=True,
                              prefix='still queued after %ss: ' % grace)
             except Exception:
                 LOG.exception('guardrails recovery_table: the queued '
-                              're-check of instance %s failed', uuid)
+                              're-check of instance %s failed', entry.uuid)
 
     def _power(self, manager, instance):
         try:

@@ -40,17 +40,25 @@ def _verdict(outcome):
 
 def main(scenarios=None, json_path=None, log_path=None):
     """Run the lab; returns the process exit code (0: every scenario ran)."""
+    return quietly(lambda out, log: _run(scenarios, json_path, log, out),
+                   log_path)
+
+
+def quietly(body, log_path=None, prefix='nova-guardrails-lab-'):
+    """``body(out, log_path)`` with nova's output sent to a log file.
+
+    nova's fixtures and oslo.log write to the standard streams: for the run,
+    file descriptors 1 and 2 and the root logger go to ``log_path`` (a new
+    temporary file by default); ``out`` is the real standard output.
+    """
     if log_path is None:
-        fd, log_path = tempfile.mkstemp(prefix='nova-guardrails-lab-',
-                                        suffix='.log')
+        fd, log_path = tempfile.mkstemp(prefix=prefix, suffix='.log')
         os.close(fd)
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter(
         '%(asctime)s %(levelname)s %(name)s %(message)s'))
     root = logging.getLogger()
     root.addHandler(handler)
-    # nova's fixtures and oslo.log also write to the standard streams: for
-    # the run, both go to the log file; the table goes to the real stdout.
     sys.stdout.flush()
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
@@ -59,7 +67,7 @@ def main(scenarios=None, json_path=None, log_path=None):
         os.dup2(log_fd, fd)
     out = os.fdopen(os.dup(saved[1]), 'w')
     try:
-        return _run(scenarios, json_path, log_path, out)
+        return body(out, log_path)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

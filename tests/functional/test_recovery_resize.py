@@ -16,6 +16,8 @@ from nova.compute import task_states
 from nova import context as nova_context
 from nova import objects
 
+import nova.conf
+
 from nova_guardrails.lab import harness
 from nova_guardrails.lab import scenarios
 
@@ -24,6 +26,7 @@ DRIVER = scenarios.LIBVIRT_DRIVER
 SOURCE = 'compute1'
 DEST = 'compute2'
 NEW_FLAVOR = '2'
+CONF = nova.conf.CONF
 
 
 class _Base(harness.GuardrailsTestBase):
@@ -244,6 +247,63 @@ class GuardedResizeRecoveryTest(_Base):
         self.assertUsable(self.assertRolledBack(wait_revert=False))
 
 
+class GuardedSourceRestartTest(_Base):
+    """Only the source restarts: no restart of the destination helps."""
+
+    NOVA_CONF = harness.GUARDED_NOVA_CONF + 'queued_grace_seconds = 1\n'
+    assertDecision = GuardedResizeRecoveryTest.assertDecision
+    assertRolledBack = GuardedResizeRecoveryTest.assertRolledBack
+    assertUsable = GuardedResizeRecoveryTest.assertUsable
+
+    def recovery_decisions(self):
+        import json
+        with open(CONF.guardrails.report_path) as f:
+            report = json.load(f)
+        return [d for d in report['decisions']
+                if d['instance_uuid'] == self.server['id'] and
+                d['guard'] == 'recovery_table']
+
+    def test_resize_migrated_source_restart_alone(self):
+        """The source died right after recording the instance on the
+        destination, before casting finish_resize there; only the source
+        restarts. After the grace period it rolls the resize back through
+        the destination."""
+        self.resize(self.crash_at_task_state(task_states.RESIZE_MIGRATED,
+                                             when='after'))
+        at_crash, _ = self.restart(SOURCE)
+        self.assertEqual(('active', 'resize_migrated'), at_crash[:2])
+        [decision] = self.recovery_decisions()
+        self.assertEqual('queued', decision['action'])
+        self.assertIn('finish_resize not started', decision['reason'])
+        server = self.assertRolledBack()
+        self.assertEqual(['queued', 'rollback_resize'],
+                         [d['action'] for d in self.recovery_decisions()])
+        self.assertUsable(server)
+
+    def test_resize_migrating_rolled_back_on_the_source(self):
+        """The source died after powering the guest off for the copy
+        (resize_migrating). nova 34's own start-up revert fails on libvirt
+        (finish_revert_migration reads instance.old_flavor, not set yet);
+        the guard reverts: guest running again on the source, allocations
+        back on the source only, migration error."""
+        self.resize(self.crash_at(DRIVER, 'migrate_disk_and_power_off',
+                                  when='after'))
+        at_crash, _ = self.restart(SOURCE)
+        self.assertEqual(('active', 'resize_migrating'), at_crash[:2])
+        [decision] = self.recovery_decisions()
+        self.assertDecision(decision, 'revert_resize', 'resize_migrating')
+        self.assertEqual(('active', None, 'running'),
+                         self.server_states(self.server))
+        self.assertEqual(('running', 'pending'), self.guests())
+        self.assertEqual('error', self.migration().status)
+        self.assertEqual(
+            [self.source_rp],
+            list(self._get_allocations_by_server_uuid(self.server['id'])))
+        self.assertEqual(
+            {}, self._get_allocations_by_server_uuid(self.migration().uuid))
+        self.assertUsable(self.api.get_server(self.server['id']))
+
+
 class NovaAloneResizeRecoveryTest(_Base):
     """The same crashes with nova alone: the instance stays stuck."""
 
@@ -260,6 +320,21 @@ class NovaAloneResizeRecoveryTest(_Base):
         self.assertStuck(('active', 'resize_migrated'),
                          ('shutdown', 'pending'))
         self.assertEqual('post-migrating', self.migration().status)
+
+    def test_resize_migrating_revert_fails(self):
+        self.resize(self.crash_at(DRIVER, 'migrate_disk_and_power_off',
+                                  when='after'))
+        self.restart(SOURCE)
+        # nova cleared the task_state, but its revert raised: the guest
+        # stays off and the allocations stay on the destination.
+        self.assertEqual(('active', None),
+                         self.server_states(self.server)[:2])
+        self.assertEqual(('shutdown', 'pending'), self.guests())
+        self.assertEqual(
+            [self.dest_rp],
+            list(self._get_allocations_by_server_uuid(self.server['id'])))
+        self.assertIn('Failed to revert crashed migration',
+                      self.stdlog.logger.output)
 
     def test_resize_finish_guest_on_destination(self):
         self.resize(self.crash_at(DRIVER, 'finish_migration', when='after'))

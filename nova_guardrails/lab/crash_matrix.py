@@ -1,0 +1,795 @@
+"""The crash matrix: every lifecycle operation crashed at every step.
+
+For each :class:`Operation` (boot, reboots, stop/start, pause, suspend,
+rescue, snapshot, backup, rebuild, resize, migrations, evacuation, shelve,
+delete, soft delete, restore, set admin password) the matrix
+
+1. runs the operation once on real nova (the functional fixtures, libvirt
+   driver over fakelibvirt) and *traces* its crash points: every task_state
+   transition a nova-compute saves (:data:`TASK_STATE`), and every
+   hypervisor side effect (:data:`HYPERVISOR`: a fakelibvirt call that
+   defines, starts, stops, saves or removes a guest), each with the host it
+   happened on and its occurrence number;
+2. for each crash point, runs the operation again from scratch and kills the
+   nova-compute of that host right after it (a
+   :class:`~nova_guardrails.lab.harness.ComputeCrash`, a BaseException that
+   nova's ``except Exception`` handlers do not catch, as with kill -9);
+3. restarts that nova-compute keeping the hypervisor state, lets the system
+   settle (the queued grace period included), and checks the invariants of
+   :func:`evaluate`.
+
+Each cell (operation x crash point) is ``recovered``, ``error`` (stable:
+vm_state error, task_state None; an operator's hard reboot or rebuild
+applies), ``stuck`` or ``lost`` (with the invariant that failed); the same
+matrix runs with nova alone and with nova-guardrails. ``nova-guardrails
+crash-matrix`` writes ``crash-matrix.md`` and a JSON file.
+"""
+
+import dataclasses
+import datetime
+import inspect
+import json
+import threading
+import time
+
+import fixtures
+
+#: Crash point kinds.
+TASK_STATE = 'task_state'
+HYPERVISOR = 'hypervisor'
+
+FAKELIBVIRT = 'nova.tests.fixtures.libvirt'
+#: fakelibvirt calls that change a guest on the hypervisor.
+DOMAIN_EFFECTS = ('createWithFlags', 'destroy', 'shutdown', 'suspend',
+                  'resume', 'managedSave', 'reset', 'undefine',
+                  'undefineFlags', 'snapshotCreateXML')
+CONNECTION_EFFECTS = ('defineXML', 'createXML')
+
+#: Verdicts.
+RECOVERED, ERROR, STUCK, LOST = 'recovered', 'error', 'stuck', 'lost'
+VERDICTS = (RECOVERED, ERROR, STUCK, LOST)
+
+#: vm_states whose instance has a guest defined on its host.
+NEEDS_GUEST = ('active', 'stopped', 'paused', 'suspended', 'rescued',
+               'resized', 'shelved')
+
+
+@dataclasses.dataclass(frozen=True)
+class CrashPoint:
+    """Where nova-compute dies: right after the ``occurrence``-th (from 1)
+    ``kind``/``name`` event on ``host`` during the operation."""
+
+    kind: str
+    name: str
+    host: str
+    occurrence: int
+
+    def label(self):
+        what = ('task_state -> %s' % (self.name or 'None')
+                if self.kind == TASK_STATE else 'after %s' % self.name)
+        suffix = ' #%d' % self.occurrence if self.occurrence > 1 else ''
+        return '%s on %s%s' % (what, self.host, suffix)
+
+
+@dataclasses.dataclass
+class Operation:
+    """A lifecycle operation of the matrix.
+
+    :ivar name: identifier (``--ops``).
+    :ivar prepare: ``f(test) -> server``: computes started, a server in the
+        state the operation starts from.
+    :ivar steps: ``[(f(test, server), done(test, server) -> bool)]``: the
+        API requests of the operation, each with its completion condition.
+    :ivar deletes: the operation deletes the server (its guest and disks
+        may go).
+    :ivar conf: extra nova.conf text, with its section headers.
+    """
+
+    name: str
+    prepare: object
+    steps: list
+    deletes: bool = False
+    conf: str = ''
+
+
+@dataclasses.dataclass
+class Cell:
+    """One run: an operation crashed at one point, one configuration."""
+
+    operation: str
+    point: str
+    guarded: bool
+    verdict: str
+    failed: list
+    state: dict
+    crashed: bool
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+# Tracing and crashing -------------------------------------------------------
+
+def _compute_host_of_caller():
+    """The host of the ComputeManager on the stack, or None (nova-api,
+    conductor or the test itself)."""
+    from nova.compute import manager as compute_manager
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            candidate = frame.f_locals.get('self')
+            if isinstance(candidate, compute_manager.ComputeManager):
+                return candidate.host
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
+
+
+class Tracer(fixtures.Fixture):
+    """Records crash points, or crashes at one.
+
+    :param test: the GuardrailsTestBase.
+    :param target: a :class:`CrashPoint` to crash at, or None to record.
+    """
+
+    def __init__(self, test, target=None):
+        super().__init__()
+        self.test = test
+        self.target = target
+        self.points = []
+        self.counts = {}
+        self.armed = False
+        self.crashed = threading.Event()
+        self.lock = threading.Lock()
+
+    def _host_of_connection(self, connection):
+        for host, compute in list(self.test.computes.items()):
+            if compute.driver._host.get_connection() is connection:
+                return host
+        return getattr(connection, '_guardrails_host', None)
+
+    def _event(self, kind, name, host):
+        """Count the event; crash if it is the target."""
+        if not self.armed or host is None:
+            return
+        with self.lock:
+            key = (kind, name, host)
+            self.counts[key] = self.counts.get(key, 0) + 1
+            point = CrashPoint(kind, name, host, self.counts[key])
+            if self.target is None:
+                self.points.append(point)
+                return
+            if point != self.target or self.crashed.is_set():
+                return
+            self.crashed.set()
+        from nova_guardrails.lab import harness
+        raise harness.ComputeCrash('crash at %s' % point.label())
+
+    def _setUp(self):
+        from nova.objects import instance as instance_obj
+        tracer = self
+        save = instance_obj.Instance.save
+
+        def traced_save(instance, *args, **kwargs):
+            changed = 'task_state' in instance.obj_what_changed()
+            new = instance.task_state if changed else None
+            save(instance, *args, **kwargs)
+            if changed:
+                tracer._event(TASK_STATE, new, _compute_host_of_caller())
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.objects.instance.Instance.save', traced_save))
+
+        def wrap(cls_name, method, host_of):
+            original = getattr(getattr(_fakelibvirt(), cls_name), method)
+
+            def effect(obj, *args, **kwargs):
+                result = original(obj, *args, **kwargs)
+                tracer._event(HYPERVISOR, method, host_of(obj))
+                return result
+            self.useFixture(fixtures.MonkeyPatch(
+                '%s.%s.%s' % (FAKELIBVIRT, cls_name, method), effect))
+        for method in DOMAIN_EFFECTS:
+            wrap('Domain', method,
+                 lambda dom: self._host_of_connection(dom._connection))
+        for method in CONNECTION_EFFECTS:
+            wrap('Connection', method, self._host_of_connection)
+
+
+def _fakelibvirt():
+    from nova.tests.fixtures import libvirt as fakelibvirt
+    return fakelibvirt
+
+
+# Operations -----------------------------------------------------------------
+
+H1, H2 = 'compute1', 'compute2'
+
+
+def _status(*statuses):
+    def done(test, server):
+        return test.api.get_server(server['id'])['status'] in statuses
+    return done
+
+
+def _gone(test, server):
+    from nova.tests.functional.api import client
+    try:
+        test.api.get_server(server['id'])
+    except client.OpenStackApiNotFoundException:
+        return True
+    return False
+
+
+def _action(body):
+    def request(test, server):
+        test.api.post_server_action(server['id'], body)
+    return request
+
+
+def _instance_dirs(test):
+    # nova's fake image backend writes no files, so the instance directory
+    # the libvirt driver's rescue writes unrescue.xml into does not exist:
+    # create it, as the real image backend does when it creates disks.
+    import os
+    from nova.virt.libvirt import driver as libvirt_driver
+    from nova.virt.libvirt import utils as libvirt_utils
+    rescue = libvirt_driver.LibvirtDriver.rescue
+
+    def rescue_with_dir(driver, context, instance, *args, **kwargs):
+        os.makedirs(libvirt_utils.get_instance_path(instance), exist_ok=True)
+        return rescue(driver, context, instance, *args, **kwargs)
+    test.useFixture(fixtures.MonkeyPatch(
+        'nova.virt.libvirt.driver.LibvirtDriver.rescue', rescue_with_dir))
+
+
+def _one_host(test):
+    _instance_dirs(test)
+    test.start_compute(H1)
+    return test._create_server(networks='none', host=H1)
+
+
+AGENT_IMAGE = 'c0ffee00-0000-4000-8000-00000000a6e7'
+
+
+def _agent_server(test):
+    # set_admin_password needs the QEMU guest agent (image property).
+    import copy
+    from nova.tests.fixtures import glance
+    image = copy.deepcopy(glance.GlanceFixture.image1)
+    image.update(id=AGENT_IMAGE, name='with-guest-agent')
+    image['properties'] = dict(image['properties'],
+                               hw_qemu_guest_agent='yes')
+    test.glance.create(None, image)
+    test.start_compute(H1)
+    return test._create_server(networks='none', host=H1,
+                               image_uuid=AGENT_IMAGE)
+
+
+def _two_hosts(test):
+    from nova_guardrails.lab import scenarios
+    _instance_dirs(test)
+    scenarios._fake_disk_migration(test)
+    test.flags(allow_resize_to_same_host=False)
+    test.start_compute(H1)
+    test.start_compute(H2)
+    _live_migration_stub(test)
+    return test._create_server(networks='none', host=H1)
+
+
+def _live_migration_stub(test):
+    # fakelibvirt's migrateToURI3 always fails; nova's own functional tests
+    # (LibvirtMigrationMixin) stub it the same way: the guest appears on the
+    # destination and the source's job completes.
+    def migrate(domain, destination, params, flags):
+        source = domain._connection
+        for host, compute in test.computes.items():
+            conn = compute.driver._host.get_connection()
+            if conn is not source:
+                conn.createXML(params['destination_xml'], 0)
+                break
+        domain.complete_job()
+    test.useFixture(fixtures.MonkeyPatch(
+        FAKELIBVIRT + '.Domain.migrateToURI3', migrate))
+
+
+def _then(prepare, *requests):
+    """prepare, then the given (request, done) steps, waiting for each."""
+    def run(test):
+        server = prepare(test)
+        for request, done in requests:
+            request(test, server)
+            test.wait_until(lambda: done(test, server), timeout=30)
+        return server
+    return run
+
+
+def _stopped(test):
+    return _then(_one_host, (_action({'os-stop': None}),
+                             _status('SHUTOFF')))(test)
+
+
+def _boot_prepare(test):
+    test.start_compute(H1)
+    return None
+
+
+def _boot_request(test, server):
+    created = test.api.post_server(
+        {'server': test._build_server(networks='none')})
+    server.update(created)
+
+
+def _evacuation_prepare(test):
+    server = _two_hosts(test)
+    # The source host dies: its nova-compute and its guests with it.
+    conn = test.computes[H1].driver._host.get_connection()
+    conn._guardrails_host = H1
+    test.computes[H1].stop()
+    conn.lookupByUUIDString(server['id']).destroy()
+    test.admin_api.put_service_force_down(
+        test.admin_api.get_services(binary='nova-compute',
+                                    host=H1)[0]['id'], True)
+    return server
+
+
+def _snapshot_done(test, server):
+    return test.api.get_server(server['id'])['OS-EXT-STS:task_state'] is None
+
+
+IMAGE = '155d900f-4e14-4e4c-a73d-069cbf4541e6'
+
+OPERATIONS = [
+    Operation('boot', _boot_prepare,
+              [(_boot_request, _status('ACTIVE'))]),
+    Operation('soft_reboot', _one_host,
+              [(_action({'reboot': {'type': 'SOFT'}}), _status('ACTIVE'))]),
+    Operation('hard_reboot', _one_host,
+              [(_action({'reboot': {'type': 'HARD'}}), _status('ACTIVE'))]),
+    Operation('stop', _one_host,
+              [(_action({'os-stop': None}), _status('SHUTOFF'))]),
+    Operation('start', _stopped,
+              [(_action({'os-start': None}), _status('ACTIVE'))]),
+    Operation('pause', _one_host,
+              [(_action({'pause': None}), _status('PAUSED'))]),
+    Operation('unpause',
+              _then(_one_host, (_action({'pause': None}),
+                                _status('PAUSED'))),
+              [(_action({'unpause': None}), _status('ACTIVE'))]),
+    Operation('suspend', _one_host,
+              [(_action({'suspend': None}), _status('SUSPENDED'))]),
+    Operation('resume',
+              _then(_one_host, (_action({'suspend': None}),
+                                _status('SUSPENDED'))),
+              [(_action({'resume': None}), _status('ACTIVE'))]),
+    Operation('rescue', _one_host,
+              [(_action({'rescue': None}), _status('RESCUE'))]),
+    Operation('unrescue',
+              _then(_one_host, (_action({'rescue': None}),
+                                _status('RESCUE'))),
+              [(_action({'unrescue': None}), _status('ACTIVE'))]),
+    Operation('snapshot', _one_host,
+              [(_action({'createImage': {'name': 'snap'}}),
+                _snapshot_done)],
+              conf='[workarounds]\ndisable_libvirt_livesnapshot = true\n'),
+    Operation('backup', _one_host,
+              [(_action({'createBackup': {'name': 'bak',
+                                          'backup_type': 'daily',
+                                          'rotation': 1}}),
+                _snapshot_done)]),
+    Operation('rebuild', _one_host,
+              [(_action({'rebuild': {'imageRef': IMAGE}}),
+                _status('ACTIVE'))]),
+    Operation('resize_confirm', _two_hosts,
+              [(_action({'resize': {'flavorRef': '2'}}),
+                _status('VERIFY_RESIZE')),
+               (_action({'confirmResize': None}), _status('ACTIVE'))]),
+    Operation('resize_revert', _two_hosts,
+              [(_action({'resize': {'flavorRef': '2'}}),
+                _status('VERIFY_RESIZE')),
+               (_action({'revertResize': None}), _status('ACTIVE'))]),
+    Operation('cold_migrate', _two_hosts,
+              [(_action({'migrate': None}), _status('VERIFY_RESIZE')),
+               (_action({'confirmResize': None}), _status('ACTIVE'))]),
+    Operation('live_migrate', _two_hosts,
+              [(_action({'os-migrateLive': {'host': H2,
+                                            'block_migration': 'auto'}}),
+                lambda test, server: test.api.get_server(server['id'])[
+                    'OS-EXT-SRV-ATTR:host'] == H2 and
+                _status('ACTIVE')(test, server))]),
+    Operation('evacuate', _evacuation_prepare,
+              [(_action({'evacuate': {}}),
+                lambda test, server: test.api.get_server(server['id'])[
+                    'OS-EXT-SRV-ATTR:host'] == H2 and
+                _status('ACTIVE', 'SHUTOFF')(test, server))]),
+    Operation('shelve', _one_host,
+              [(_action({'shelve': None}), _status('SHELVED'))],
+              conf='[DEFAULT]\nshelved_offload_time = -1\n'),
+    Operation('shelve_offload',
+              _then(_one_host, (_action({'shelve': None}),
+                                _status('SHELVED'))),
+              [(_action({'shelveOffload': None}),
+                _status('SHELVED_OFFLOADED'))],
+              conf='[DEFAULT]\nshelved_offload_time = -1\n'),
+    Operation('unshelve',
+              _then(_one_host, (_action({'shelve': None}),
+                                _status('SHELVED_OFFLOADED'))),
+              [(_action({'unshelve': None}), _status('ACTIVE'))],
+              conf='[DEFAULT]\nshelved_offload_time = 0\n'),
+    Operation('delete', _one_host,
+              [(lambda test, server: test.api.delete_server(server['id']),
+                _gone)], deletes=True),
+    Operation('soft_delete', _one_host,
+              [(lambda test, server: test.api.delete_server(server['id']),
+                _status('SOFT_DELETED'))],
+              conf='[DEFAULT]\nreclaim_instance_interval = 3600\n'),
+    Operation('restore',
+              _then(_one_host,
+                    (lambda test, server: test.api.delete_server(
+                        server['id']), _status('SOFT_DELETED'))),
+              [(_action({'restore': None}), _status('ACTIVE'))],
+              conf='[DEFAULT]\nreclaim_instance_interval = 3600\n'),
+    Operation('set_admin_password', _agent_server,
+              [(_action({'changePassword': {'adminPass': 'n3w'}}),
+                _snapshot_done)]),
+]
+BY_NAME = {op.name: op for op in OPERATIONS}
+#: The subset every CI run executes (make test); the full matrix has its
+#: own command.
+FAST_SUBSET = ('soft_reboot', 'suspend', 'resize_revert')
+
+
+# Invariants -----------------------------------------------------------------
+
+def _guests(test, server_id):
+    """``{host: power state name}`` of the server's guest on every
+    hypervisor of the test (stopped services included)."""
+    out = {}
+    for host, conn in test.matrix_connections.items():
+        try:
+            dom = conn.lookupByUUIDString(server_id)
+        except _fakelibvirt().libvirtError:
+            continue
+        out[host] = test.guest_power_state_on(conn, {'id': server_id})
+    return out
+
+
+def snapshot_state(test, server_id):
+    """What the invariants look at, read from the cell database, placement
+    and the hypervisors."""
+    from nova import context as nova_context
+    from nova import objects
+    ctxt = nova_context.get_admin_context()
+    try:
+        instance = objects.Instance.get_by_uuid(
+            ctxt.elevated(read_deleted='yes'), server_id)
+    except Exception:
+        instance = None
+    allocations = test._get_allocations_by_server_uuid(server_id)
+    providers = {test._get_provider_uuid_by_host(h): h
+                 for h in test.matrix_connections
+                 if h in test.computes}
+    migrations = objects.MigrationList.get_by_filters(
+        ctxt, {'instance_uuid': server_id})
+    migration_allocations = {}
+    for migration in migrations:
+        held = test._get_allocations_by_server_uuid(migration.uuid)
+        if held:
+            migration_allocations[migration.uuid] = {
+                'status': migration.status,
+                'hosts': sorted(providers.get(rp, rp) for rp in held)}
+    return {
+        'exists': instance is not None and not instance.deleted,
+        'vm_state': instance.vm_state if instance else None,
+        'task_state': instance.task_state if instance else None,
+        'host': instance.host if instance else None,
+        'guests': _guests(test, server_id),
+        'allocations': sorted(providers.get(rp, rp) for rp in allocations),
+        'migration_allocations': migration_allocations,
+    }
+
+
+def evaluate(state, operation, compute_started):
+    """``(verdict, failed invariants)`` for a settled state.
+
+    Invariants: nova-compute started; task_state None; the guest on the
+    instance's host consistent with vm_state; the guest present unless the
+    operation deletes or offloads it; no guest running on two hosts;
+    placement allocations only on the instance's host (none when offloaded
+    or deleted) and no migration holding allocations once no migration is
+    in progress.
+    """
+    from nova_guardrails.lab import scenarios
+    lost, stuck = [], []
+    guests = state['guests']
+    running = sorted(h for h, p in guests.items() if p == 'running')
+    if len(running) > 1:
+        lost.append('guest running on %s' % ', '.join(running))
+    if not compute_started:
+        stuck.append('nova-compute did not start')
+    if not state['exists']:
+        if not operation.deletes:
+            lost.append('instance deleted')
+        if state['allocations']:
+            stuck.append('deleted instance holds allocations on %s' %
+                         state['allocations'])
+        return _verdict(lost, stuck, None)
+    vm_state, host = state['vm_state'], state['host']
+    if state['task_state'] is not None:
+        stuck.append('task_state %s' % state['task_state'])
+    guest = guests.get(host)
+    if vm_state in NEEDS_GUEST and guest is None:
+        (stuck if vm_state == 'shelved' else lost).append(
+            'no guest on %s for vm_state %s' % (host, vm_state))
+    elif vm_state in scenarios.GUEST_OF_VM_STATE and vm_state != 'error':
+        expected = scenarios.GUEST_OF_VM_STATE[vm_state]
+        if (guest or 'pending') not in expected:
+            stuck.append('vm_state %s but the guest is %s' % (
+                vm_state, guest or 'absent'))
+    expected_allocations = [] if (vm_state == 'shelved_offloaded' or
+                                  host is None) else [host]
+    if vm_state != 'resized' and state['allocations'] != \
+            expected_allocations:
+        stuck.append('allocations on %s, instance on %s' % (
+            state['allocations'] or 'no provider', host))
+    if vm_state != 'resized' and state['migration_allocations']:
+        stuck.append('migration(s) still hold allocations: %s' %
+                     state['migration_allocations'])
+    return _verdict(lost, stuck, vm_state)
+
+
+def _verdict(lost, stuck, vm_state):
+    if lost:
+        return LOST, lost + stuck
+    if stuck:
+        return STUCK, stuck
+    if vm_state == 'error':
+        return ERROR, []
+    return RECOVERED, []
+
+
+# Running --------------------------------------------------------------------
+
+GUARDED_EXTRA = 'queued_grace_seconds = 1\n'
+#: A cell's state is settled when it has not changed for QUIET seconds
+#: (longer than the queued grace period), or after SETTLE_SECONDS.
+QUIET = 1.5
+SETTLE_SECONDS = 10
+
+
+def _settle(test, server_id):
+    deadline = time.monotonic() + SETTLE_SECONDS
+    state = snapshot_state(test, server_id)
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        current = snapshot_state(test, server_id)
+        if current != state:
+            state, quiet_since = current, time.monotonic()
+        elif time.monotonic() - quiet_since >= QUIET:
+            break
+    return state
+
+
+def _conf(operation, guarded):
+    from nova_guardrails.lab import harness
+    base = (harness.GUARDED_NOVA_CONF + GUARDED_EXTRA if guarded else
+            harness.NOVA_ALONE_CONF)
+    return base + operation.conf
+
+
+def _run_case(nova_conf, body):
+    """Run ``body(test)`` in a fresh GuardrailsTestBase; returns
+    ``(result, error text)``."""
+    import unittest
+    from nova_guardrails.lab import harness
+    results = {}
+
+    class MatrixCase(harness.GuardrailsTestBase):
+        NOVA_CONF = nova_conf
+
+        def runTest(self):
+            results['value'] = body(self)
+
+    outcome = unittest.TestResult()
+    MatrixCase('runTest').run(outcome)
+    problems = outcome.errors + outcome.failures
+    if problems:
+        return None, problems[0][1]
+    return results.get('value'), None
+
+
+def _prepare(test, operation):
+    test.matrix_connections = {}
+    server = operation.prepare(test) or {}
+    for host, compute in test.computes.items():
+        test.matrix_connections[host] = \
+            compute.driver._host.get_connection()
+    return server
+
+
+def trace(operation):
+    """The crash points of ``operation`` (one clean run, nova alone).
+
+    :raises RuntimeError: the clean run failed.
+    """
+    def body(test):
+        server = _prepare(test, operation)
+        tracer = test.useFixture(Tracer(test))
+        tracer.armed = True
+        for request, done in operation.steps:
+            request(test, server)
+            test.wait_until(lambda: done(test, server), timeout=60)
+        # Let trailing work of the last step (casts) finish.
+        time.sleep(0.5)
+        tracer.armed = False
+        return list(tracer.points)
+    points, error = _run_case(_conf(operation, False), body)
+    if error:
+        raise RuntimeError('the clean run of %s failed:\n%s' % (
+            operation.name, error))
+    return points
+
+
+def run_cell(operation, point, guarded):
+    """Crash ``operation`` at ``point``, restart, settle, evaluate."""
+    def body(test):
+        server = _prepare(test, operation)
+        tracer = test.useFixture(Tracer(test, point))
+        tracer.armed = True
+        for request, done in operation.steps:
+            request(test, server)
+            deadline = time.monotonic() + 60
+            while not (tracer.crashed.is_set() or done(test, server)):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            if tracer.crashed.is_set():
+                break
+        tracer.armed = False
+        started = True
+        if tracer.crashed.is_set():
+            # Let the dying thread unwind, then restart that nova-compute.
+            time.sleep(0.2)
+            try:
+                test.restart_compute_service(point.host)
+                test.matrix_connections[point.host] = test.computes[
+                    point.host].driver._host.get_connection()
+            except Exception:
+                started = False
+        state = _settle(test, server['id'])
+        verdict, failed = evaluate(state, operation, started)
+        return Cell(operation.name, point.label(), guarded, verdict,
+                    failed, state, tracer.crashed.is_set())
+    cell, error = _run_case(_conf(operation, guarded), body)
+    if error:
+        return Cell(operation.name, point.label(), guarded, 'lab error',
+                    [error.strip().splitlines()[-1]], {}, False)
+    return cell
+
+
+def run(operations=None, guards='both', progress=None):
+    """Run the matrix; returns ``{'points': {op: [labels]}, 'cells':
+    [Cell]}``.
+
+    :param operations: operation names (default: all of :data:`OPERATIONS`).
+    :param guards: ``'on'``, ``'off'`` or ``'both'``.
+    :param progress: optional ``f(text)`` called per cell.
+    """
+    import logging
+    import warnings
+    warnings.simplefilter('ignore')
+    logging.getLogger().setLevel(logging.WARNING)
+    selected = [BY_NAME[name] for name in operations] if operations else \
+        OPERATIONS
+    configs = {'on': [True], 'off': [False], 'both': [False, True]}[guards]
+    result = {'points': {}, 'cells': [], 'trace_errors': {}}
+    for operation in selected:
+        try:
+            points = trace(operation)
+        except RuntimeError as error:
+            result['trace_errors'][operation.name] = str(error)[-2000:]
+            if progress:
+                progress('%s: trace failed' % operation.name)
+            continue
+        result['points'][operation.name] = [p.label() for p in points]
+        for point in points:
+            for guarded in configs:
+                cell = run_cell(operation, point, guarded)
+                result['cells'].append(cell)
+                if progress:
+                    progress('%s | %s | %s: %s %s' % (
+                        operation.name, point.label(),
+                        'guarded' if guarded else 'nova alone',
+                        cell.verdict, '; '.join(cell.failed)))
+    return result
+
+
+def summary(result):
+    """``{'nova alone': {verdict: n}, 'guardrails': {verdict: n}}``."""
+    out = {}
+    for cell in result['cells']:
+        column = out.setdefault('guardrails' if cell.guarded else
+                                'nova alone', {})
+        column[cell.verdict] = column.get(cell.verdict, 0) + 1
+    return out
+
+
+def markdown(result, seconds=None):
+    """``crash-matrix.md``: summary, then one row per cell pair."""
+    import nova.version
+    totals = summary(result)
+    lines = ['# Crash matrix', '',
+             'nova %s, libvirt driver over fakelibvirt; generated by '
+             '`nova-guardrails crash-matrix` on %s%s.' % (
+                 nova.version.version_string(),
+                 datetime.date.today().isoformat(),
+                 ' in %.0f s' % seconds if seconds else ''), '',
+             '| | cells | %s |' % ' | '.join(VERDICTS),
+             '|---|---|%s|' % '---|' * len(VERDICTS)]
+    for column in ('nova alone', 'guardrails'):
+        if column in totals:
+            counts = totals[column]
+            lines.append('| %s | %d | %s |' % (
+                column, sum(counts.values()),
+                ' | '.join(str(counts.get(v, 0)) for v in VERDICTS)))
+    others = {v for c in totals.values() for v in c} - set(VERDICTS)
+    if others:
+        lines += ['', 'Cells the lab could not run: %s.' % ', '.join(
+            sorted(others))]
+    for name, error in sorted(result.get('trace_errors', {}).items()):
+        lines += ['', 'Operation `%s` not run: its clean run failed (%s).'
+                  % (name, error.strip().splitlines()[-1])]
+    lines += ['', '| operation | crash point | nova alone | guardrails |',
+              '|---|---|---|---|']
+    pairs = {}
+    for cell in result['cells']:
+        pairs.setdefault((cell.operation, cell.point), {})[
+            cell.guarded] = cell
+
+    def text(cell):
+        if cell is None:
+            return '-'
+        if cell.failed:
+            return '%s: %s' % (cell.verdict, '; '.join(cell.failed))
+        return cell.verdict
+    for (operation, point), cells in pairs.items():
+        lines.append('| %s | %s | %s | %s |' % (
+            operation, point, text(cells.get(False)),
+            text(cells.get(True))))
+    return '\n'.join(lines) + '\n'
+
+
+def main(operations=None, guards='both', output='crash-matrix.md',
+         json_path='crash-matrix.json', log_path=None, quiet=False):
+    """The ``crash-matrix`` command; returns the exit code (0: every cell
+    ran; the verdicts are the report, not the exit code)."""
+    import sys
+    from nova_guardrails.lab import runner
+    started = time.monotonic()
+    holder = {}
+
+    def progress(line):
+        if not quiet:
+            holder['out'].write(line + '\n')
+            holder['out'].flush()
+
+    def body(out, log):
+        holder['out'] = out
+        holder['log'] = log
+        return run(operations, guards, progress)
+    result = runner.quietly(body, log_path, prefix='nova-guardrails-matrix-')
+    seconds = time.monotonic() - started
+    document = markdown(result, seconds)
+    with open(output, 'w') as f:
+        f.write(document)
+    with open(json_path, 'w') as f:
+        json.dump({'summary': summary(result), 'points': result['points'],
+                   'trace_errors': result['trace_errors'],
+                   'cells': [c.as_dict() for c in result['cells']]},
+                  f, indent=2, sort_keys=True, default=str)
+    sys.stdout.write(document.split('\n| operation |')[0] + '\n')
+    sys.stdout.write('wrote %s and %s; nova\'s log: %s\n' % (
+        output, json_path, holder['log']))
+    errors = [c for c in result['cells'] if c.verdict not in VERDICTS]
+    return 1 if errors or result['trace_errors'] else 0
