@@ -496,8 +496,10 @@ def evaluate(state, operation, compute_started):
     instance's host consistent with vm_state; the guest present unless the
     operation deletes or offloads it; no guest running on two hosts;
     placement allocations only on the instance's host (none when offloaded
-    or deleted) and no migration holding allocations once no migration is
-    in progress.
+    or deleted; for an instance in error with no host, a build interrupted
+    before its claim recorded the host, nova keeps the building node's
+    allocation until the server is deleted) and no migration holding
+    allocations once no migration is in progress.
     """
     from nova_guardrails.lab import scenarios
     lost, stuck = [], []
@@ -528,6 +530,12 @@ def evaluate(state, operation, compute_started):
                 vm_state, guest or 'absent'))
     expected_allocations = [] if (vm_state == 'shelved_offloaded' or
                                   host is None) else [host]
+    if vm_state == 'error' and host is None and \
+            len(state['allocations']) <= 1:
+        # A build interrupted before the claim recorded its host: nova sets
+        # it to error (_error_out_instances_whose_build_was_interrupted) and
+        # keeps the node's allocation until the server is deleted.
+        expected_allocations = state['allocations']
     if vm_state != 'resized' and state['allocations'] != \
             expected_allocations:
         stuck.append('allocations on %s, instance on %s' % (
