@@ -34,7 +34,8 @@ def _crash_matrix(args):
     ops = crash_matrix.FAST_SUBSET if args.fast else args.ops
     return crash_matrix.main(operations=ops, guards=args.guards,
                              output=args.output, json_path=args.json,
-                             log_path=args.log_file, quiet=args.quiet)
+                             log_path=args.log_file, quiet=args.quiet,
+                             jobs=args.jobs)
 
 
 def _table(args):
@@ -107,6 +108,9 @@ def build_parser():
                         metavar='PATH', help='JSON report')
     matrix.add_argument('--log-file', metavar='PATH',
                         help='nova\'s log of the run')
+    matrix.add_argument('--jobs', type=int, default=1, metavar='N',
+                        help='worker processes, each running whole '
+                             'operations (default 1)')
     matrix.add_argument('--quiet', action='store_true',
                         help='no line per cell while it runs')
     matrix.set_defaults(func=_crash_matrix)

@@ -734,7 +734,7 @@ def markdown(result, seconds=None):
                  datetime.date.today().isoformat(),
                  ' in %.0f s' % seconds if seconds else ''), '',
              '| | cells | %s |' % ' | '.join(VERDICTS),
-             '|---|---|%s|' % '---|' * len(VERDICTS)]
+             '|---|---|' + '---|' * len(VERDICTS)]
     for column in ('nova alone', 'guardrails'):
         if column in totals:
             counts = totals[column]
@@ -768,10 +768,55 @@ def markdown(result, seconds=None):
     return '\n'.join(lines) + '\n'
 
 
+def _parallel(operations, guards, jobs, quiet, log_path):
+    """Run the operations in ``jobs`` subprocesses of ``nova-guardrails
+    crash-matrix`` (one process per group of operations, each with its own
+    in-process nova) and merge their JSON results."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    names = list(operations or BY_NAME)
+    groups = [names[i::jobs] for i in range(jobs)]
+    tmp = tempfile.mkdtemp(prefix='nova-guardrails-matrix-')
+    procs = []
+    for i, group in enumerate(g for g in groups if g):
+        part = os.path.join(tmp, 'part-%d' % i)
+        cmd = [sys.executable, '-m', 'nova_guardrails.cmd.cli',
+               'crash-matrix', '--guards', guards, '--ops'] + group + [
+               '--output', part + '.md', '--json', part + '.json',
+               '--log-file', '%s.%d' % (log_path, i) if log_path else
+               part + '.log']
+        if quiet:
+            cmd.append('--quiet')
+        procs.append((part, subprocess.Popen(
+            cmd, stdout=None if not quiet else subprocess.DEVNULL)))
+    result = {'points': {}, 'cells': [], 'trace_errors': {}}
+    for part, proc in procs:
+        proc.wait()
+        try:
+            with open(part + '.json') as f:
+                data = json.load(f)
+        except OSError:
+            result['trace_errors'][os.path.basename(part)] = (
+                'worker exited %s without a result' % proc.returncode)
+            continue
+        result['points'].update(data['points'])
+        result['trace_errors'].update(data['trace_errors'])
+        result['cells'].extend(Cell(**c) for c in data['cells'])
+    order = {name: i for i, name in enumerate(BY_NAME)}
+    result['cells'].sort(key=lambda c: (order.get(c.operation, 99),))
+    return result, tmp
+
+
 def main(operations=None, guards='both', output='crash-matrix.md',
-         json_path='crash-matrix.json', log_path=None, quiet=False):
+         json_path='crash-matrix.json', log_path=None, quiet=False,
+         jobs=1):
     """The ``crash-matrix`` command; returns the exit code (0: every cell
-    ran; the verdicts are the report, not the exit code)."""
+    ran; the verdicts are the report, not the exit code).
+
+    :param jobs: worker processes (each runs whole operations).
+    """
     import sys
     from nova_guardrails.lab import runner
     started = time.monotonic()
@@ -786,7 +831,12 @@ def main(operations=None, guards='both', output='crash-matrix.md',
         holder['out'] = out
         holder['log'] = log
         return run(operations, guards, progress)
-    result = runner.quietly(body, log_path, prefix='nova-guardrails-matrix-')
+    if jobs > 1:
+        result, holder['log'] = _parallel(operations, guards, jobs, quiet,
+                                          log_path)
+    else:
+        result = runner.quietly(body, log_path,
+                                prefix='nova-guardrails-matrix-')
     seconds = time.monotonic() - started
     document = markdown(result, seconds)
     with open(output, 'w') as f:

@@ -130,7 +130,7 @@ def _run(scenarios, json_path, log_path, out):
     print('nova-guardrails lab: nova %s, libvirt driver over nova\'s '
           'fakelibvirt, in-process services on sqlite' % _nova_version(),
           file=out)
-    print('Reboot rows: vm_state / task_state / guest power state on the '
+    print('Crash rows: vm_state / task_state / guest power state on the '
           'hypervisor after one restart of nova-compute. Host rows: what '
           'starting the service made of the hypervisor\'s guests.',
           file=out)

@@ -236,6 +236,27 @@ def suspend_before_driver(test):
                                     when='before'), {'suspend': None})
 
 
+def suspend_guest_saved(test):
+    """Suspend; dies after the driver saved the guest, before recording
+    it (seed 001: a task_state nova 34 leaves stuck)."""
+    server = boot(test)
+    return _interrupt(
+        test, server, test.crash_at(LIBVIRT_DRIVER, 'suspend',
+                                    when='after'), {'suspend': None})
+
+
+def shelve_offload_interrupted(test):
+    """Shelved server, shelve offload; dies after the driver destroyed the
+    guest, before recording it (seed 001)."""
+    test.flags(shelved_offload_time=-1)
+    server = boot(test)
+    test.api.post_server_action(server['id'], {'shelve': None})
+    test._wait_for_state_change(server, 'SHELVED')
+    return _interrupt(
+        test, server, test.crash_at(LIBVIRT_DRIVER, 'destroy',
+                                    when='after'), {'shelveOffload': None})
+
+
 #: Scenarios the functional tests run besides the lab's.
 MORE_SCENARIOS = [
     Scenario('soft_reboot_pending_guest_running',
@@ -270,6 +291,13 @@ SCENARIOS = [
              'soft reboot died with the guest off; guest fails to start',
              'seed 000 + a failing hypervisor', soft_reboot_guest_off,
              restart_fault=_guest_cannot_start),
+    Scenario('suspend_guest_saved',
+             'suspend, died after the guest was saved',
+             'seed 001 (a state nova 34 leaves stuck)', suspend_guest_saved),
+    Scenario('shelve_offload_interrupted',
+             'shelve offload, died after the guest was destroyed',
+             'seed 001 (a state nova 34 leaves stuck)',
+             shelve_offload_interrupted),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS + MORE_SCENARIOS}
 
