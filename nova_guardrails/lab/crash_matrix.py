@@ -447,7 +447,7 @@ def _guests(test, server_id):
     out = {}
     for host, conn in test.matrix_connections.items():
         try:
-            dom = conn.lookupByUUIDString(server_id)
+            conn.lookupByUUIDString(server_id)
         except _fakelibvirt().libvirtError:
             continue
         out[host] = test.guest_power_state_on(conn, {'id': server_id})

@@ -280,6 +280,14 @@ class GuardrailsTestBase(base.ServersTestBase,
                 power_state.STATE_MAP.get(
                     server['OS-EXT-STS:power_state']))
 
+    def assertGuardrailsDecision(self, decision, action):
+        """``decision`` (a start-up report row) is ``action``, run by
+        nova-guardrails, done."""
+        self.assertIsNotNone(decision, 'no start-up report row')
+        self.assertEqual((action, 'guardrails', 'done'),
+                         (decision['action'], decision['executed_by'],
+                          decision['outcome']), decision)
+
     def wait_until(self, predicate, timeout=30, interval=0.05):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -38,13 +38,6 @@ class _Base(harness.GuardrailsTestBase):
     def setUp(self):
         super().setUp()
         self._conn = None
-        # fakelibvirt's undefineFlags calls managedSaveRemove() without the
-        # flags its own signature requires (a managed-save image exists for
-        # a guest saved by the harness's managedSave): give flags a default.
-        original = fakelibvirt.Domain.managedSaveRemove
-        self.useFixture(fixtures.MonkeyPatch(
-            DOMAIN + '.managedSaveRemove',
-            lambda domain, flags=0: original(domain, flags)))
 
     def boot(self, **kwargs):
         """Boot a server on compute1 and give it its instance directory.
@@ -180,12 +173,6 @@ class _Base(harness.GuardrailsTestBase):
 class GuardedGuestOpsTest(_Base):
     NOVA_CONF = harness.GUARDED_NOVA_CONF
 
-    def assertDecision(self, decision, action):
-        self.assertIsNotNone(decision, 'no start-up report row')
-        self.assertEqual((action, 'guardrails', 'done'),
-                         (decision['action'], decision['executed_by'],
-                          decision['outcome']))
-
     def assertOwnGuestRunning(self, server, guest):
         self.assertEqual('running', guest)
         xml = self.xml(server)
@@ -206,7 +193,7 @@ class GuardedGuestOpsTest(_Base):
         self.assertIn(RESCUE_DISK, self.xml_at_crash)
         self.assertEqual(('active', None, 'running'), after)
         self.assertOwnGuestRunning(server, guest)
-        self.assertDecision(decision, 'reboot_hard')
+        self.assertGuardrailsDecision(decision, 'reboot_hard')
         # The recovered server can be rescued again.
         self.api.post_server_action(server['id'],
                                     {'rescue': {'adminPass': 'rescue'}})
@@ -223,7 +210,7 @@ class GuardedGuestOpsTest(_Base):
         self.assertEqual('shutdown', self.guest_at_crash)
         self.assertEqual(('active', None, 'running'), after)
         self.assertOwnGuestRunning(server, guest)
-        self.assertDecision(decision, 'reboot_hard')
+        self.assertGuardrailsDecision(decision, 'reboot_hard')
 
     # unrescuing
 
@@ -235,7 +222,7 @@ class GuardedGuestOpsTest(_Base):
             server, self.crash_unrescue_xml_loaded(), {'unrescue': None})
         self.assertEqual(('rescued', 'unrescuing'), at_crash[:2])
         self.assertIn(RESCUE_DISK, self.xml_at_crash)
-        self.assertDecision(decision, 'reboot_hard')
+        self.assertGuardrailsDecision(decision, 'reboot_hard')
         self.assertOwnGuestRunning(server, guest)
         self.assertEqual(('active', None, 'running'), after)
         # Rescue and unrescue work again.
@@ -255,7 +242,7 @@ class GuardedGuestOpsTest(_Base):
             {'unrescue': None})
         self.assertEqual(('rescued', 'unrescuing'), at_crash[:2])
         self.assertEqual('shutdown', self.guest_at_crash)
-        self.assertDecision(decision, 'reboot_hard')
+        self.assertGuardrailsDecision(decision, 'reboot_hard')
         self.assertOwnGuestRunning(server, guest)
         self.assertEqual(('active', None, 'running'), after)
 
@@ -270,7 +257,7 @@ class GuardedGuestOpsTest(_Base):
         self.assertEqual(('active', 'image_backup'), at_crash[:2])
         self.assertEqual(('active', None), after[:2])
         self.assertEqual('running', guest)
-        self.assertDecision(decision, 'clear_to_guest')
+        self.assertGuardrailsDecision(decision, 'clear_to_guest')
 
     def test_image_backup_guest_saved_for_cold_snapshot(self):
         """Cold snapshot: the driver saved (suspended) the running guest
@@ -284,7 +271,7 @@ class GuardedGuestOpsTest(_Base):
         self.assertEqual('shutdown', self.guest_at_crash)
         self.assertEqual(('stopped', None), after[:2])
         self.assertEqual('shutdown', guest)
-        self.assertDecision(decision, 'clear_to_guest')
+        self.assertGuardrailsDecision(decision, 'clear_to_guest')
         self.api.post_server_action(server['id'], {'os-start': None})
         self._wait_for_state_change(server, 'ACTIVE')
         self.assertEqual('running', self.guest_power_state(HOST, server))
@@ -301,7 +288,7 @@ class GuardedGuestOpsTest(_Base):
         self.assertEqual(('active', 'updating_password'), at_crash[:2])
         self.assertEqual(('active', None), after[:2])
         self.assertEqual('running', guest)
-        self.assertDecision(decision, 'clear_to_guest')
+        self.assertGuardrailsDecision(decision, 'clear_to_guest')
         # The password can be changed again.
         self.api.post_server_action(
             server['id'], {'changePassword': {'adminPass': 'again'}})
@@ -322,7 +309,7 @@ class GuardedGuestOpsTest(_Base):
         self.assertEqual('paused', self.guest_at_crash)
         self.assertEqual(('paused', None), after[:2])
         self.assertEqual('paused', guest)
-        self.assertDecision(decision, 'clear_to_guest')
+        self.assertGuardrailsDecision(decision, 'clear_to_guest')
         self.api.post_server_action(server['id'], {'unpause': None})
         self._wait_for_state_change(server, 'ACTIVE')
         self.assertEqual('running', self.guest_power_state(HOST, server))
@@ -342,7 +329,7 @@ class GuardedGuestOpsTest(_Base):
         self.assertEqual(('error', None), after[:2])
         self.assertEqual('running', guest)
         self.assertEqual(self.xml_at_crash, self.xml(server))
-        self.assertDecision(decision, 'clear')
+        self.assertGuardrailsDecision(decision, 'clear')
         self.api.post_server_action(server['id'],
                                     {'reboot': {'type': 'HARD'}})
         self._wait_for_state_change(server, 'ACTIVE')
@@ -360,7 +347,7 @@ class GuardedGuestOpsTest(_Base):
         self.assertEqual(('error', None), after[:2])
         self.assertEqual(self.guest_at_crash, guest)
         self.assertNotEqual('running', guest)
-        self.assertDecision(decision, 'clear')
+        self.assertGuardrailsDecision(decision, 'clear')
         failing.clear()
         self.api.post_server_action(server['id'],
                                     {'reboot': {'type': 'HARD'}})

@@ -148,12 +148,6 @@ class _Base(harness.GuardrailsTestBase):
 class GuardedShelveDeleteTest(_Base):
     NOVA_CONF = harness.GUARDED_NOVA_CONF
 
-    def assertDecision(self, decision, action):
-        self.assertIsNotNone(decision, 'no start-up report row')
-        self.assertEqual((action, 'guardrails', 'done'),
-                         (decision['action'], decision['executed_by'],
-                          decision['outcome']))
-
     def assertKeptStopped(self, server, after, guest):
         """clear_to_guest of a shelve abandoned with the guest off: the
         server stays on this host, stopped, with its guest and disk."""
@@ -170,7 +164,7 @@ class GuardedShelveDeleteTest(_Base):
         self.assertEqual(('active', 'shelving'), at_crash[:2])
         self.assertEqual('shutdown', self.guest_at_crash)
         self.assertKeptStopped(server, after, guest)
-        self.assertDecision(decision, 'clear_to_guest')
+        self.assertGuardrailsDecision(decision, 'clear_to_guest')
         # The user shelves again: it completes.
         self.api.post_server_action(server['id'], {'shelve': None})
         self._wait_for_state_change(server, 'SHELVED')
@@ -183,7 +177,7 @@ class GuardedShelveDeleteTest(_Base):
         self.assertEqual(('active', 'shelving_image_pending_upload'),
                          at_crash[:2])
         self.assertKeptStopped(server, after, guest)
-        self.assertDecision(decision, 'clear_to_guest')
+        self.assertGuardrailsDecision(decision, 'clear_to_guest')
         # Started again, it runs.
         self.api.post_server_action(server['id'], {'os-start': None})
         self._wait_for_state_change(server, 'ACTIVE')
@@ -196,7 +190,7 @@ class GuardedShelveDeleteTest(_Base):
         self.assertEqual(('active', 'shelving_image_uploading'),
                          at_crash[:2])
         self.assertKeptStopped(server, after, guest)
-        self.assertDecision(decision, 'clear_to_guest')
+        self.assertGuardrailsDecision(decision, 'clear_to_guest')
 
     def test_shelving_paused_guest(self):
         """Shelve of a paused server: a paused guest is powered off too
@@ -207,7 +201,7 @@ class GuardedShelveDeleteTest(_Base):
         at_crash, after, guest, decision = self.crash_shelving(server)
         self.assertEqual(('paused', 'shelving'), at_crash[:2])
         self.assertKeptStopped(server, after, guest)
-        self.assertDecision(decision, 'clear_to_guest')
+        self.assertGuardrailsDecision(decision, 'clear_to_guest')
 
     def test_shelving_offloading(self):
         server = self.shelved_server()
@@ -222,7 +216,7 @@ class GuardedShelveDeleteTest(_Base):
         self.assertEqual({}, self.allocations(server))
         self.assertIsNone(self.instance(server).host)
         self.assertIsNone(self.instance(server).node)
-        self.assertDecision(decision, 'rerun_shelve_offload')
+        self.assertGuardrailsDecision(decision, 'rerun_shelve_offload')
         # The offloaded server unshelves.
         self.api.post_server_action(server['id'], {'unshelve': None})
         self._wait_for_state_change(server, 'ACTIVE')
@@ -243,7 +237,7 @@ class GuardedShelveDeleteTest(_Base):
         self.assertIsNone(self.domain(HOST, server))
         self.assertEqual({}, self.allocations(server))
         self.assertIsNone(self.instance(server).host)
-        self.assertDecision(decision, 'rerun_shelve_offload')
+        self.assertGuardrailsDecision(decision, 'rerun_shelve_offload')
 
     def test_soft_deleting(self):
         server = self.boot()
@@ -252,7 +246,7 @@ class GuardedShelveDeleteTest(_Base):
         self.assertEqual('running', self.guest_at_crash)
         self.assertEqual(('soft-delete', None, 'shutdown'), after)
         self.assertEqual('shutdown', guest)
-        self.assertDecision(decision, 'rerun_soft_delete')
+        self.assertGuardrailsDecision(decision, 'rerun_soft_delete')
         # Still restorable.
         self.api.post_server_action(server['id'], {'restore': None})
         self._wait_for_state_change(server, 'ACTIVE')
@@ -268,7 +262,7 @@ class GuardedShelveDeleteTest(_Base):
         self.assertEqual('shutdown', self.guest_at_crash)
         self.assertEqual(('active', None, 'running'), after)
         self.assertEqual('running', guest)
-        self.assertDecision(decision, 'rerun_restore')
+        self.assertGuardrailsDecision(decision, 'rerun_restore')
 
 
 class GuardedUnshelvingTest(_Base):

@@ -41,12 +41,6 @@ class _Base(harness.GuardrailsTestBase):
 class GuardedStatesTest(_Base):
     NOVA_CONF = harness.GUARDED_NOVA_CONF
 
-    def assertDecision(self, decision, action):
-        self.assertIsNotNone(decision, 'no start-up report row')
-        self.assertEqual((action, 'guardrails', 'done'),
-                         (decision['action'], decision['executed_by'],
-                          decision['outcome']))
-
     def test_suspending_guest_saved(self):
         """The driver saved the guest, nova-compute died before recording
         it: the suspend is recorded (vm_state suspended)."""
@@ -57,7 +51,7 @@ class GuardedStatesTest(_Base):
         self.assertEqual(('active', 'suspending', 'running'), at_crash)
         self.assertEqual(('suspended', None), after[:2])
         self.assertEqual('shutdown', guest)
-        self.assertDecision(decision, 'finish_suspend')
+        self.assertGuardrailsDecision(decision, 'finish_suspend')
         # The recovered server resumes.
         self.api.post_server_action(server['id'], {'resume': None})
         self._wait_for_state_change(server, 'ACTIVE')
@@ -71,7 +65,7 @@ class GuardedStatesTest(_Base):
         self.assertEqual(('suspended', 'resuming'), at_crash[:2])
         self.assertEqual(('suspended', None), after[:2])
         self.assertEqual('shutdown', guest)
-        self.assertDecision(decision, 'clear')
+        self.assertGuardrailsDecision(decision, 'clear')
 
     def test_resuming_guest_running(self):
         server = self.suspended_server()
@@ -81,7 +75,7 @@ class GuardedStatesTest(_Base):
         self.assertEqual(('suspended', 'resuming'), at_crash[:2])
         self.assertEqual(('active', None), after[:2])
         self.assertEqual('running', guest)
-        self.assertDecision(decision, 'clear_active')
+        self.assertGuardrailsDecision(decision, 'clear_active')
 
 
 class OverrideTest(_Base):
