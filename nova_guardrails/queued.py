@@ -124,3 +124,27 @@ def classify(task_state, latest):
             latest.action, ', '.join(latest.compute_events)))
     return QUEUED, ('%s requested (request %s) but no compute started it: '
                     'still queued' % (latest.action, latest.request_id))
+
+
+def unfinished_here(context, host, event_name):
+    """Instance uuids with a ``event_name`` event started on ``host`` and
+    never finished (the nova-compute of ``host`` died in it). One query.
+
+    :param context: a nova RequestContext targeted at the cell.
+    :param host: the compute host recorded on the event.
+    :param event_name: e.g. ``'compute_unshelve_instance'``.
+    """
+    from nova.db.main import api as main_db_api
+    from nova.db.main import models
+    import sqlalchemy as sa
+
+    action = models.InstanceAction
+    event = models.InstanceActionEvent
+    with main_db_api.get_context_manager(context).reader.using(context) as s:
+        rows = s.execute(
+            sa.select(action.instance_uuid).join(
+                event, event.action_id == action.id)
+            .where(event.event == event_name, event.host == host,
+                   event.finish_time.is_(None), event.deleted == 0,
+                   action.deleted == 0)).all()
+    return sorted({row.instance_uuid for row in rows})

@@ -317,6 +317,7 @@ class RecoveryTableGuard(base.Guard):
         self._latest = None
         self._deferred = []
         self._timer = None
+        self._started = False
 
     def validate(self):
         missing = {rule.action for rule in recovery.RULES
@@ -333,9 +334,13 @@ class RecoveryTableGuard(base.Guard):
     def init_host(self, manager, service_ref, call_next):
         self._latest = None
         self._deferred = []
+        self._started = False
         grace = self.conf.guardrails.queued_grace_seconds
         self._stranded_resizes(manager, grace)
+        self._interrupted_evacuations(manager, grace)
+        self._interrupted_unshelves(manager)
         result = call_next(service_ref)
+        self._started = True
         if self._deferred:
             LOG.info('guardrails recovery_table: %(n)d instance(s) with a '
                      'request that may still be queued; looked at again '
@@ -390,6 +395,110 @@ class RecoveryTableGuard(base.Guard):
             else:
                 self._decide(manager, context, instance, lambda *a: None,
                              prefix=why + ': ')
+
+    def _interrupted_evacuations(self, manager, grace):
+        """Evacuations to this host that it never finished.
+
+        nova 34 records an evacuated instance on its destination only when
+        the rebuild there has finished (ResourceTracker.finish_evacuation):
+        a destination that died mid-way leaves the instance recorded on the
+        source, which is down, with the migration unfinished; when the
+        source comes back, nova cleans up as if the evacuation had
+        succeeded. Here the destination applies nova's own failure path of
+        an evacuation (ComputeManager.rebuild_instance): this hypervisor's
+        copy of the guest undefined (its disks kept), the migration failed,
+        this node's allocation removed, the instance in error, so that it
+        can be evacuated again and the source keeps it. An evacuation no
+        compute_rebuild_instance event shows started may still be queued:
+        it is looked at again after the grace period.
+        """
+        context = nova_context.get_admin_context()
+        migrations = objects.MigrationList.get_by_filters(
+            context, {'host': manager.host, 'migration_type': 'evacuation',
+                      'status': ['accepted', 'pre-migrating']})
+        for migration in migrations:
+            if migration.dest_compute != manager.host:
+                continue
+            instance = objects.Instance.get_by_uuid(
+                context, migration.instance_uuid)
+            if instance.host != migration.source_compute:
+                continue
+            latest = queued.latest_actions(context, [instance.uuid]).get(
+                instance.uuid)
+            started = latest and ('compute_rebuild_instance' in
+                                  latest.compute_events)
+            why = ('evacuation from %s to this host, not finished here' %
+                   migration.source_compute)
+            if grace and not started:
+                self._defer(manager, context, instance, latest, why,
+                            watch='compute_rebuild_instance')
+                continue
+            self._fail_evacuation(manager, context, instance, migration, why)
+
+    def _interrupted_unshelves(self, manager):
+        """Unshelves of an offloaded instance that died on this host before
+        its claim recorded the host: the instance stays shelved_offloaded
+        with no host and task_state spawning or unshelving, so no
+        nova-compute ever looks at it again, and this node keeps the
+        allocation the scheduler made. Found by this host's unfinished
+        ``compute_unshelve_instance`` event (one query); the allocation is
+        removed and the task_state cleared: the instance is shelved
+        offloaded again, the user unshelves again."""
+        context = nova_context.get_admin_context()
+        for uuid in queued.unfinished_here(context, manager.host,
+                                           'compute_unshelve_instance'):
+            instance = objects.Instance.get_by_uuid(context, uuid)
+            if (instance.host is not None or
+                    instance.vm_state != vm_states.SHELVED_OFFLOADED or
+                    instance.task_state not in (task_states.SPAWNING,
+                                                task_states.UNSHELVING)):
+                continue
+            decision = report_mod.Decision(
+                guard=self.name, instance_uuid=uuid,
+                before=report_mod.InstanceState.of(instance, None),
+                action='clear_unshelve', executed_by=recovery.BY_GUARDRAILS,
+                reason='unshelve interrupted on this host before its claim '
+                       'recorded the host: this node\'s allocation removed, '
+                       'task_state cleared (shelved_offloaded, unshelve '
+                       'again)')
+
+            def run(instance=instance):
+                for node in objects.ComputeNodeList.get_all_by_host(
+                        context, manager.host):
+                    manager.reportclient.\
+                        remove_provider_tree_from_instance_allocation(
+                            context, instance.uuid, node.uuid)
+                _save(instance, task_state=None)
+            self._run(decision, run, manager, instance)
+
+    def _fail_evacuation(self, manager, context, instance, migration, why):
+        decision = report_mod.Decision(
+            guard=self.name, instance_uuid=instance.uuid,
+            before=report_mod.InstanceState.of(
+                instance, self._power(manager, instance)),
+            action='fail_evacuation', executed_by=recovery.BY_GUARDRAILS,
+            reason=why + ': nova\'s failure path of an evacuation (this '
+                   'copy undefined, disks kept; migration failed; this '
+                   'node\'s allocation removed; vm_state error, to be '
+                   'evacuated again)')
+
+        def run():
+            try:
+                manager.driver.destroy(context, instance,
+                                       instance.get_network_info(),
+                                       block_device_info=None,
+                                       destroy_disks=False)
+            except nova_exception.InstanceNotFound:
+                pass
+            migration.status = 'failed'
+            migration.save()
+            node = objects.ComputeNode.get_by_host_and_nodename(
+                context, manager.host, migration.dest_node)
+            manager.reportclient.remove_provider_tree_from_instance_allocation(
+                context, instance.uuid, node.uuid)
+            instance.drop_migration_context()
+            _save(instance, vm_state=vm_states.ERROR, task_state=None)
+        self._run(decision, run, manager, instance, runtime=self._started)
 
     def _latest_actions(self, context, manager):
         """The latest instance action of every instance of the host with a
@@ -459,6 +568,19 @@ class RecoveryTableGuard(base.Guard):
                                'the instance moved on: nothing to recover')
                     decision.after = self._state_after(manager, instance)
                     self.report.record_runtime(decision)
+                    continue
+                if entry.watch == 'compute_rebuild_instance':
+                    [migration] = [m for m in objects.MigrationList
+                                   .get_by_filters(context, {
+                                       'instance_uuid': entry.uuid,
+                                       'migration_type': 'evacuation',
+                                       'status': ['accepted',
+                                                  'pre-migrating']})
+                                   if m.dest_compute == manager.host][-1:]
+                    self._fail_evacuation(
+                        manager, context, instance, migration,
+                        'still not started after %ss: evacuation to this '
+                        'host' % grace)
                     continue
                 # nova's own _init_instance, as at start-up (never for an
                 # instance recorded on another host).

@@ -83,6 +83,8 @@ class Operation:
     :ivar deletes: the operation deletes the server (its guest and disks
         may go).
     :ivar conf: extra nova.conf text, with its section headers.
+    :ivar revive: hosts whose nova-compute starts again at the end of the
+        story (an evacuation's source, repaired), before the invariants.
     """
 
     name: str
@@ -90,6 +92,7 @@ class Operation:
     steps: list
     deletes: bool = False
     conf: str = ''
+    revive: tuple = ()
 
 
 @dataclasses.dataclass
@@ -142,6 +145,19 @@ class Tracer(fixtures.Fixture):
         self.armed = False
         self.crashed = threading.Event()
         self.lock = threading.Lock()
+        self._quiet = threading.local()
+
+    def quiet(self):
+        """A context in which this thread's side effects are not events."""
+        tracer = self
+
+        class Quiet:
+            def __enter__(self):
+                tracer._quiet.on = True
+
+            def __exit__(self, *args):
+                tracer._quiet.on = False
+        return Quiet()
 
     def _host_of_connection(self, connection):
         for host, compute in list(self.test.computes.items()):
@@ -151,7 +167,8 @@ class Tracer(fixtures.Fixture):
 
     def _event(self, kind, name, host):
         """Count the event; crash if it is the target."""
-        if not self.armed or host is None:
+        if not self.armed or host is None or getattr(self._quiet, 'on',
+                                                     False):
             return
         with self.lock:
             key = (kind, name, host)
@@ -185,7 +202,10 @@ class Tracer(fixtures.Fixture):
 
             def effect(obj, *args, **kwargs):
                 result = original(obj, *args, **kwargs)
-                tracer._event(HYPERVISOR, method, host_of(obj))
+                # The nova-compute whose thread made the call dies (a live
+                # migration's source creates the guest on the destination).
+                tracer._event(HYPERVISOR, method,
+                              _compute_host_of_caller() or host_of(obj))
                 return result
             self.useFixture(fixtures.MonkeyPatch(
                 '%s.%s.%s' % (FAKELIBVIRT, cls_name, method), effect))
@@ -279,18 +299,37 @@ def _two_hosts(test):
 
 def _live_migration_stub(test):
     # fakelibvirt's migrateToURI3 always fails; nova's own functional tests
-    # (LibvirtMigrationMixin) stub it the same way: the guest appears on the
-    # destination and the source's job completes.
+    # (LibvirtMigrationMixin) stub it. Here it does what libvirtd does, as
+    # one hypervisor side effect (libvirtd, not nova-compute, runs the
+    # migration, so a dying nova-compute does not stop it half-way): the
+    # guest runs on the destination, the source's domain stops, its job
+    # completes.
     def migrate(domain, destination, params, flags):
-        source = domain._connection
-        for host, compute in test.computes.items():
-            conn = compute.driver._host.get_connection()
-            if conn is not source:
-                conn.createXML(params['destination_xml'], 0)
-                break
-        domain.complete_job()
+        tracer = getattr(test, 'matrix_tracer', None)
+        with tracer.quiet() if tracer else _nothing():
+            source = domain._connection
+            for host, compute in test.computes.items():
+                conn = compute.driver._host.get_connection()
+                if conn is not source:
+                    conn.createXML(params['destination_xml'], 0)
+                    break
+            domain.destroy()
+            domain.complete_job()
+        if tracer:
+            # nova runs the migration in a thread of its own: the source.
+            tracer._event(HYPERVISOR, 'migrateToURI3',
+                          _compute_host_of_caller() or
+                          tracer._host_of_connection(domain._connection))
     test.useFixture(fixtures.MonkeyPatch(
         FAKELIBVIRT + '.Domain.migrateToURI3', migrate))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return None
 
 
 def _then(prepare, *requests):
@@ -401,7 +440,8 @@ OPERATIONS = [
               [(_action({'evacuate': {}}),
                 lambda test, server: test.api.get_server(server['id'])[
                     'OS-EXT-SRV-ATTR:host'] == H2 and
-                _status('ACTIVE', 'SHUTOFF')(test, server))]),
+                _status('ACTIVE', 'SHUTOFF')(test, server))],
+              revive=(H1,)),
     Operation('shelve', _one_host,
               [(_action({'shelve': None}), _status('SHELVED'))],
               conf='[DEFAULT]\nshelved_offload_time = -1\n'),
@@ -624,6 +664,7 @@ def trace(operation):
     def body(test):
         server = _prepare(test, operation)
         tracer = test.useFixture(Tracer(test))
+        test.matrix_tracer = tracer
         tracer.armed = True
         for request, done in operation.steps:
             request(test, server)
@@ -644,6 +685,7 @@ def run_cell(operation, point, guarded):
     def body(test):
         server = _prepare(test, operation)
         tracer = test.useFixture(Tracer(test, point))
+        test.matrix_tracer = tracer
         tracer.armed = True
         for request, done in operation.steps:
             request(test, server)
@@ -666,7 +708,17 @@ def run_cell(operation, point, guarded):
             except Exception:
                 started = False
         state = _settle(test, server['id'])
+        before_revive = state
+        for host in operation.revive:
+            # The repaired host comes back; nova-compute cleans up what was
+            # evacuated away (and only that).
+            test.restart_compute_service(host)
+            test.matrix_connections[host] = test.computes[
+                host].driver._host.get_connection()
+            state = _settle(test, server['id'])
         verdict, failed = evaluate(state, operation, started)
+        if operation.revive:
+            state = dict(state, before_revive=before_revive)
         return Cell(operation.name, point.label(), guarded, verdict,
                     failed, state, tracer.crashed.is_set())
     cell, error = _run_case(_conf(operation, guarded), body)

@@ -10,7 +10,9 @@ guardrails scenarios need:
   so the compute service loads ``guardrails.GuardrailsDriver`` through
   nova's own driver loader and the guards through stevedore;
 * crashes (:class:`ComputeCrash`, a BaseException raised at a crash point,
-  which nova's ``except Exception`` handlers do not catch, as with kill -9);
+  which nova's ``except Exception`` handlers do not catch, as with kill -9;
+  ``finally`` blocks still run on its way out, but a resource claim is not
+  aborted by it and the instance action event it was in stays unfinished);
 * restart of a compute service keeping the hypervisor state (the fake
   libvirt connection and its domains).
 """
@@ -101,6 +103,31 @@ class GuardrailsTestBase(base.ServersTestBase,
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.managedSave',
             _managed_save_shuts_off))
+        # A kill -9 runs no context-manager exit: a resource claim whose
+        # block ComputeCrash leaves is not aborted (its abort would unset
+        # the instance's host and node, which a dead process never does).
+        from nova.compute import claims
+        claim_exit = claims.NopClaim.__exit__
+
+        def claim_exit_unless_killed(claim, exc_type, exc_val, exc_tb):
+            if exc_type is not None and issubclass(exc_type, ComputeCrash):
+                return None
+            return claim_exit(claim, exc_type, exc_val, exc_tb)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.claims.NopClaim.__exit__',
+            claim_exit_unless_killed))
+        # Nor does it record the instance action event it was in as
+        # finished (wrap_instance_event's EventReporter).
+        from nova.compute import utils as compute_utils
+        event_exit = compute_utils.EventReporter.__exit__
+
+        def event_exit_unless_killed(reporter, exc_type, exc_val, exc_tb):
+            if exc_type is not None and issubclass(exc_type, ComputeCrash):
+                return False
+            return event_exit(reporter, exc_type, exc_val, exc_tb)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.utils.EventReporter.__exit__',
+            event_exit_unless_killed))
         # fakelibvirt's undefineFlags calls managedSaveRemove() without the
         # flags its own signature requires (reached once a saved image
         # exists, as above).
