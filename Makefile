@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: venv install ceph lab test test-ceph docs sample clean
+.PHONY: venv install ceph lab crash-matrix test test-ceph docs sample clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,13 @@ ceph: venv
 
 lab: install
 	$(VENV)/bin/nova-guardrails lab
+
+# The full crash matrix (every operation, nova alone and guarded); its
+# result is committed as doc/crash-matrix.md and doc/crash-matrix.json.
+# make test runs its fast subset.
+crash-matrix: install
+	$(VENV)/bin/nova-guardrails crash-matrix --jobs 3 \
+	  --output doc/crash-matrix.md --json doc/crash-matrix.json
 
 test: install ceph
 	cd tests && ../$(PY) -m pytest -q -ra $(PYTEST_ARGS) .
