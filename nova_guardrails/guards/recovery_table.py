@@ -339,6 +339,7 @@ class RecoveryTableGuard(base.Guard):
         self._stranded_resizes(manager, grace)
         self._interrupted_evacuations(manager, grace)
         self._interrupted_unshelves(manager)
+        self._unfinished_live_migrations(manager)
         result = call_next(service_ref)
         self._started = True
         if self._deferred:
@@ -469,6 +470,48 @@ class RecoveryTableGuard(base.Guard):
                         remove_provider_tree_from_instance_allocation(
                             context, instance.uuid, node.uuid)
                 _save(instance, task_state=None)
+            self._run(decision, run, manager, instance)
+
+    def _unfinished_live_migrations(self, manager):
+        """Live migrations to this host that this host finished
+        (post_live_migration_at_destination recorded the instance here)
+        but whose source never cleaned up: this host died before answering
+        the source's call, so the migration still holds the source node's
+        allocation. Done here as the source would
+        (ComputeManager._delete_allocation_after_move): the migration's
+        allocation removed, the migration completed."""
+        context = nova_context.get_admin_context()
+        migrations = objects.MigrationList.get_by_filters(
+            context, {'host': manager.host,
+                      'migration_type': 'live-migration',
+                      'status': ['queued', 'preparing', 'running',
+                                 'post-migrating', 'error']})
+        for migration in migrations:
+            if migration.dest_compute != manager.host:
+                continue
+            instance = objects.Instance.get_by_uuid(
+                context, migration.instance_uuid)
+            if (instance.host != manager.host or
+                    instance.task_state is not None or
+                    not manager.reportclient.get_allocations_for_consumer(
+                        context, migration.uuid)):
+                continue
+            decision = report_mod.Decision(
+                guard=self.name, instance_uuid=instance.uuid,
+                before=report_mod.InstanceState.of(
+                    instance, self._power(manager, instance)),
+                action='finish_live_migration',
+                executed_by=recovery.BY_GUARDRAILS,
+                reason='live migration from %s finished here, its source '
+                       'clean-up missing: the migration\'s allocation on '
+                       'the source removed, migration completed' %
+                       migration.source_compute)
+
+            def run(instance=instance, migration=migration):
+                manager._delete_allocation_after_move(context, instance,
+                                                      migration)
+                migration.status = 'completed'
+                migration.save()
             self._run(decision, run, manager, instance)
 
     def _fail_evacuation(self, manager, context, instance, migration, why):
