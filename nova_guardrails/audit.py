@@ -81,7 +81,7 @@ def rows(context, host, power_of=None, index=None, grace=None):
         action, by, reason = decide(instance, name, index)
         if grace:
             verdict, why = queued.classify(instance.task_state,
-                                           latest.get(instance.uuid))
+                                           latest.get(instance.uuid), host)
             if verdict == queued.QUEUED:
                 action, by, reason = 'queued', 'guardrails', (
                     '%s: left alone at start-up, then %s after %ss if '

@@ -13,8 +13,9 @@ shim) and calls ``GuardrailsDriver(virtapi)``. The wrapper builds the real
 driver with the same virtapi and hands every attribute access to it, except
 ``init_host``. Through the virtapi (``ComputeVirtAPI._compute``) it reaches
 the ComputeManager that is loading it and wraps ``init_host``,
-``_destroy_evacuated_instances`` and ``_init_instance`` on that one manager
-instance (instance attributes; nova's classes are never patched).
+``_destroy_evacuated_instances``, ``_init_instance`` and ``post_start_hook``
+on that one manager instance (instance attributes; nova's classes are never
+patched).
 """
 
 import functools
@@ -161,8 +162,9 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
     def guardrails_bind(self, manager):
         """Wrap the start-up methods of ``manager`` (this instance only).
 
-        ``init_host``, ``_destroy_evacuated_instances`` and ``_init_instance``
-        become instance attributes that run every guard's hook in
+        ``init_host``, ``_destroy_evacuated_instances``, ``_init_instance``
+        and ``post_start_hook`` become instance attributes that run every
+        guard's hook in
         ``[guardrails] enabled_guards`` order, nova's own method last.
         """
         self._guardrails_manager = manager
@@ -196,6 +198,8 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
             manager._destroy_evacuated_instances)
         manager._init_instance = chain('init_instance',
                                        manager._init_instance)
+        manager.post_start_hook = chain('post_start_hook',
+                                        manager.post_start_hook)
 
     def _guardrails_call(self, name, *args, **kwargs):
         """``self._guardrails_driver.<name>(*args, **kwargs)`` through each

@@ -54,13 +54,24 @@ class LatestAction:
     :ivar action_id: ``instance_actions.id``.
     :ivar action: the action name (``reboot``, ``suspend``, ...).
     :ivar request_id: the request that recorded it.
-    :ivar compute_events: names of the ``compute_*`` events started on it.
+    :ivar compute_events: names of the ``compute_*`` events started on it,
+        on any host.
+    :ivar event_hosts: ``(name, host)`` of those events.
+    :ivar unfinished: ``(name, host)`` of those never recorded finished
+        (their nova-compute died in them).
     """
 
     action_id: int
     action: str
     request_id: str
     compute_events: tuple
+    event_hosts: tuple = ()
+    unfinished: tuple = ()
+
+    def started_on(self, host):
+        """Names of the compute events started on ``host``."""
+        return tuple(name for name, where in self.event_hosts
+                     if where == host)
 
 
 def latest_actions(context, instance_uuids):
@@ -97,21 +108,30 @@ def latest_actions(context, instance_uuids):
         events = {}
         if ids:
             for row in s.execute(
-                    sa.select(event.action_id, event.event)
+                    sa.select(event.action_id, event.event, event.host,
+                              event.finish_time)
                     .where(event.action_id.in_(ids), event.deleted == 0,
                            event.event.like('compute\\_%', escape='\\'))
                     .order_by(event.id)):
-                events.setdefault(row.action_id, []).append(row.event)
+                events.setdefault(row.action_id, []).append(
+                    (row.event, row.host, row.finish_time is None))
     return {row.instance_uuid: LatestAction(
-        row.id, row.action, row.request_id, tuple(events.get(row.id, ())))
+        row.id, row.action, row.request_id,
+        tuple(name for name, _, _ in events.get(row.id, ())),
+        tuple((name, host) for name, host, _ in events.get(row.id, ())),
+        tuple((name, host) for name, host, open_ in events.get(row.id, ())
+              if open_))
         for row in actions}
 
 
-def classify(task_state, latest):
+def classify(task_state, latest, host=None):
     """``(verdict, why)`` for an instance in ``task_state``.
 
     :param task_state: the instance's task_state (not None).
     :param latest: its :class:`LatestAction` or None.
+    :param host: this compute host: only its own compute events mean the
+        request reached it (a resize's or live migration's first hop runs
+        on the other host). None: any host's.
     :returns: ``(INTERRUPTED | QUEUED | UNKNOWN, one-line reason)``.
     """
     if task_state not in API_SET_TASK_STATES:
@@ -119,11 +139,14 @@ def classify(task_state, latest):
     if latest is None:
         return UNKNOWN, ('no instance action recorded: treated as '
                          'interrupted, as nova does')
-    if latest.compute_events:
-        return INTERRUPTED, ('%s started on a compute (%s)' % (
-            latest.action, ', '.join(latest.compute_events)))
-    return QUEUED, ('%s requested (request %s) but no compute started it: '
-                    'still queued' % (latest.action, latest.request_id))
+    started = (latest.started_on(host) if host is not None else
+               latest.compute_events)
+    if started:
+        return INTERRUPTED, ('%s started on %s (%s)' % (
+            latest.action, host or 'a compute', ', '.join(started)))
+    return QUEUED, ('%s requested (request %s) but %s did not start it: '
+                    'still queued' % (latest.action, latest.request_id,
+                                      host or 'no compute'))
 
 
 def unfinished_here(context, host, event_name):

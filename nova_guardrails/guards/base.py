@@ -49,6 +49,11 @@ class Guard:
         """Around ``ComputeManager.init_host(service_ref)``."""
         return call_next(service_ref)
 
+    def post_start_hook(self, manager, call_next):
+        """Around ``ComputeManager.post_start_hook()``: nova-compute's RPC
+        server has started (requests reach it from now on)."""
+        return call_next()
+
     def destroy_evacuated_instances(self, manager, context, node_cache,
                                     call_next):
         """Around ``ComputeManager._destroy_evacuated_instances``; returns

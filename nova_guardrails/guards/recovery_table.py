@@ -82,6 +82,10 @@ VM_STATE_OF_GUEST = {
 
 def _clear_to_guest(manager, context, instance, power):
     vm_state = VM_STATE_OF_GUEST.get(power, vm_states.ERROR)
+    if instance.vm_state == vm_states.SUSPENDED and power == 'shutdown':
+        # A suspended guest is saved and off: starting it as a stopped one
+        # would drop its saved memory.
+        vm_state = vm_states.SUSPENDED
     _save(instance, task_state=None, vm_state=vm_state)
     # nova's normal start-up path would plug VIFs for an instance in error
     # too; an instance with no guest has nothing to plug.
@@ -156,18 +160,28 @@ def _rerun_shelve_offload(manager, context, instance, power):
     return False
 
 
+#: Statuses of a cold migration or resize still to be finished or reverted.
+OPEN_RESIZE = ('migrating', 'post-migrating', 'finished', 'reverting',
+               'reverted')
+
+
 def _resize_migration(context, instance):
-    """The migration record of the instance's cold migration or resize."""
+    """The migration record of the instance's cold migration or resize in
+    progress, or None."""
     if instance.migration_context is not None:
         return objects.Migration.get_by_id_and_instance(
             context, instance.migration_context.migration_id, instance.uuid)
     # finish_revert_resize drops the migration context before its last two
-    # saves: the instance's latest cold migration or resize.
+    # saves: the instance's latest cold migration or resize, if it is still
+    # open and names the instance's host.
     for migration in objects.MigrationList.get_by_filters(
             context, {'instance_uuid': instance.uuid},
             sort_keys=['created_at', 'id'], sort_dirs=['desc', 'desc']):
         if migration.migration_type in ('resize', 'migration'):
-            return migration
+            if (migration.status in OPEN_RESIZE and instance.host in (
+                    migration.source_compute, migration.dest_compute)):
+                return migration
+            return None
     return None
 
 
@@ -188,6 +202,29 @@ def _rollback_resize(manager, context, instance, power):
         # On the destination; or on the source when it died right after
         # recording the instance on the destination and before casting
         # finish_resize there (RecoveryTableGuard.init_host finds those).
+        if migration.status == 'reverted':
+            # drop_move_claim_at_dest marked it reverted; revert_resize's
+            # last step is the finish_revert_resize cast to the source.
+            latest = queued.latest_actions(context, [instance.uuid]).get(
+                instance.uuid)
+            if latest is None or ('compute_revert_resize', manager.host) \
+                    not in latest.unfinished:
+                # revert_resize finished here: the cast went out (it may
+                # still be queued at the source); casting again would run
+                # finish_revert_resize twice there.
+                LOG.info('guardrails recovery_table: revert already handed '
+                         'to %s; nothing to do here',
+                         migration.source_compute, instance=instance)
+                return False
+            # This host died inside revert_resize, after its part and
+            # before the cast: only the source's part is missing.
+            request_spec = objects.RequestSpec.get_by_instance_uuid(
+                context, instance.uuid)
+            manager.compute_rpcapi.finish_revert_resize(
+                context, instance, migration, migration.source_compute,
+                request_spec)
+            return False
+        _save(instance, task_state=task_states.RESIZE_REVERTING)
         request_spec = objects.RequestSpec.get_by_instance_uuid(
             context, instance.uuid)
         # As nova-api's revert_resize: conductor pointed the RequestSpec at
@@ -198,7 +235,6 @@ def _rollback_resize(manager, context, instance, power):
             request_spec.numa_topology = hardware.numa_get_constraints(
                 instance.old_flavor, instance.image_meta)
             request_spec.save()
-        _save(instance, task_state=task_states.RESIZE_REVERTING)
         migration.status = 'reverting'
         migration.save()
         # Cast to the destination, as nova-api does, rather than calling
@@ -298,7 +334,7 @@ class _Deferred:
         if self.watch:
             return self.watch in latest.compute_events
         return latest.action_id != self.action_id or bool(
-            latest.compute_events)
+            latest.started_on(self.host))
 
 
 class RecoveryTableGuard(base.Guard):
@@ -318,6 +354,7 @@ class RecoveryTableGuard(base.Guard):
         self._deferred = []
         self._timer = None
         self._started = False
+        self._stopping = False
 
     def validate(self):
         missing = {rule.action for rule in recovery.RULES
@@ -335,14 +372,27 @@ class RecoveryTableGuard(base.Guard):
         self._latest = None
         self._deferred = []
         self._started = False
+        self._stopping = False
         grace = self.conf.guardrails.queued_grace_seconds
+        result = call_next(service_ref)
+        # Only now: the driver is initialised, nova's node-identity checks
+        # and the other guards' refusals (host_identity) have passed, and
+        # this host's own instances went through _init_instance. These
+        # checks look at instances this host's start-up does not list.
         self._stranded_resizes(manager, grace)
         self._interrupted_evacuations(manager, grace)
         self._interrupted_unshelves(manager)
         self._unfinished_live_migrations(manager)
-        result = call_next(service_ref)
         self._started = True
-        if self._deferred:
+        return result
+
+    def post_start_hook(self, manager, call_next):
+        """After nova-compute's RPC server started (Service.start): a
+        request still queued for this host can reach it from now on, so the
+        grace period starts here."""
+        result = call_next()
+        if self._deferred and not self._stopping:
+            grace = self.conf.guardrails.queued_grace_seconds
             LOG.info('guardrails recovery_table: %(n)d instance(s) with a '
                      'request that may still be queued; looked at again '
                      'in %(grace)ss', {'n': len(self._deferred),
@@ -360,6 +410,7 @@ class RecoveryTableGuard(base.Guard):
     def driver_cleanup_host(self, manager, host):
         # A stopped nova-compute decides nothing more; its next start-up
         # looks again.
+        self._stopping = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -376,26 +427,33 @@ class RecoveryTableGuard(base.Guard):
             context, {'source_compute': manager.host,
                       'status': 'post-migrating'})
         for migration in migrations:
-            if migration.migration_type not in ('resize', 'migration') or \
-                    migration.dest_compute == manager.host:
-                continue
-            instance = objects.Instance.get_by_uuid(
-                context, migration.instance_uuid)
-            if (instance.task_state != task_states.RESIZE_MIGRATED or
-                    instance.host != migration.dest_compute):
-                continue
-            latest = queued.latest_actions(context, [instance.uuid]).get(
-                instance.uuid)
-            if latest and 'compute_finish_resize' in latest.compute_events:
-                continue
-            why = ('resize to %s: recorded there in resize_migrated, '
-                   'finish_resize not started' % migration.dest_compute)
-            if grace:
-                self._defer(manager, context, instance, latest, why,
-                            watch='compute_finish_resize')
-            else:
-                self._decide(manager, context, instance, lambda *a: None,
-                             prefix=why + ': ')
+            try:
+                if migration.migration_type not in ('resize', 'migration') or \
+                        migration.dest_compute == manager.host:
+                    continue
+                instance = objects.Instance.get_by_uuid(
+                    context, migration.instance_uuid)
+                if (instance.task_state != task_states.RESIZE_MIGRATED or
+                        instance.host != migration.dest_compute):
+                    continue
+                latest = queued.latest_actions(context, [instance.uuid]).get(
+                    instance.uuid)
+                if latest and 'compute_finish_resize' in latest.compute_events:
+                    continue
+                why = ('resize to %s: recorded there in resize_migrated, '
+                       'finish_resize not started' % migration.dest_compute)
+                if grace:
+                    self._defer(manager, context, instance, latest, why,
+                                watch='compute_finish_resize')
+                else:
+                    self._decide(manager, context, instance, lambda *a: None,
+                                 prefix=why + ': ')
+            except SYSTEMIC:
+                raise
+            except Exception:
+                LOG.exception('guardrails recovery_table: a start-up '
+                              'check failed for one instance; it is left '
+                              'as it is')
 
     def _interrupted_evacuations(self, manager, grace):
         """Evacuations to this host that it never finished.
@@ -418,23 +476,30 @@ class RecoveryTableGuard(base.Guard):
             context, {'host': manager.host, 'migration_type': 'evacuation',
                       'status': ['accepted', 'pre-migrating']})
         for migration in migrations:
-            if migration.dest_compute != manager.host:
-                continue
-            instance = objects.Instance.get_by_uuid(
-                context, migration.instance_uuid)
-            if instance.host != migration.source_compute:
-                continue
-            latest = queued.latest_actions(context, [instance.uuid]).get(
-                instance.uuid)
-            started = latest and ('compute_rebuild_instance' in
-                                  latest.compute_events)
-            why = ('evacuation from %s to this host, not finished here' %
-                   migration.source_compute)
-            if grace and not started:
-                self._defer(manager, context, instance, latest, why,
-                            watch='compute_rebuild_instance')
-                continue
-            self._fail_evacuation(manager, context, instance, migration, why)
+            try:
+                if migration.dest_compute != manager.host:
+                    continue
+                instance = objects.Instance.get_by_uuid(
+                    context, migration.instance_uuid)
+                if instance.host != migration.source_compute:
+                    continue
+                latest = queued.latest_actions(context, [instance.uuid]).get(
+                    instance.uuid)
+                started = latest and ('compute_rebuild_instance' in
+                                      latest.compute_events)
+                why = ('evacuation from %s to this host, not finished here' %
+                       migration.source_compute)
+                if grace and not started:
+                    self._defer(manager, context, instance, latest, why,
+                                watch='compute_rebuild_instance')
+                    continue
+                self._fail_evacuation(manager, context, instance, migration, why)
+            except SYSTEMIC:
+                raise
+            except Exception:
+                LOG.exception('guardrails recovery_table: a start-up '
+                              'check failed for one instance; it is left '
+                              'as it is')
 
     def _interrupted_unshelves(self, manager):
         """Unshelves of an offloaded instance that died on this host before
@@ -448,29 +513,36 @@ class RecoveryTableGuard(base.Guard):
         context = nova_context.get_admin_context()
         for uuid in queued.unfinished_here(context, manager.host,
                                            'compute_unshelve_instance'):
-            instance = objects.Instance.get_by_uuid(context, uuid)
-            if (instance.host is not None or
-                    instance.vm_state != vm_states.SHELVED_OFFLOADED or
-                    instance.task_state not in (task_states.SPAWNING,
-                                                task_states.UNSHELVING)):
-                continue
-            decision = report_mod.Decision(
-                guard=self.name, instance_uuid=uuid,
-                before=report_mod.InstanceState.of(instance, None),
-                action='clear_unshelve', executed_by=recovery.BY_GUARDRAILS,
-                reason='unshelve interrupted on this host before its claim '
-                       'recorded the host: this node\'s allocation removed, '
-                       'task_state cleared (shelved_offloaded, unshelve '
-                       'again)')
+            try:
+                instance = objects.Instance.get_by_uuid(context, uuid)
+                if (instance.host is not None or
+                        instance.vm_state != vm_states.SHELVED_OFFLOADED or
+                        instance.task_state not in (task_states.SPAWNING,
+                                                    task_states.UNSHELVING)):
+                    continue
+                decision = report_mod.Decision(
+                    guard=self.name, instance_uuid=uuid,
+                    before=report_mod.InstanceState.of(instance, None),
+                    action='clear_unshelve', executed_by=recovery.BY_GUARDRAILS,
+                    reason='unshelve interrupted on this host before its claim '
+                           'recorded the host: this node\'s allocation removed, '
+                           'task_state cleared (shelved_offloaded, unshelve '
+                           'again)')
 
-            def run(instance=instance):
-                for node in objects.ComputeNodeList.get_all_by_host(
-                        context, manager.host):
-                    manager.reportclient.\
-                        remove_provider_tree_from_instance_allocation(
-                            context, instance.uuid, node.uuid)
-                _save(instance, task_state=None)
-            self._run(decision, run, manager, instance)
+                def run(instance=instance):
+                    for node in objects.ComputeNodeList.get_all_by_host(
+                            context, manager.host):
+                        manager.reportclient.\
+                            remove_provider_tree_from_instance_allocation(
+                                context, instance.uuid, node.uuid)
+                    _save(instance, task_state=None)
+                self._run(decision, run, manager, instance)
+            except SYSTEMIC:
+                raise
+            except Exception:
+                LOG.exception('guardrails recovery_table: a start-up '
+                              'check failed for one instance; it is left '
+                              'as it is')
 
     def _unfinished_live_migrations(self, manager):
         """Live migrations to this host that this host finished
@@ -487,32 +559,39 @@ class RecoveryTableGuard(base.Guard):
                       'status': ['queued', 'preparing', 'running',
                                  'post-migrating', 'error']})
         for migration in migrations:
-            if migration.dest_compute != manager.host:
-                continue
-            instance = objects.Instance.get_by_uuid(
-                context, migration.instance_uuid)
-            if (instance.host != manager.host or
-                    instance.task_state is not None or
-                    not manager.reportclient.get_allocations_for_consumer(
-                        context, migration.uuid)):
-                continue
-            decision = report_mod.Decision(
-                guard=self.name, instance_uuid=instance.uuid,
-                before=report_mod.InstanceState.of(
-                    instance, self._power(manager, instance)),
-                action='finish_live_migration',
-                executed_by=recovery.BY_GUARDRAILS,
-                reason='live migration from %s finished here, its source '
-                       'clean-up missing: the migration\'s allocation on '
-                       'the source removed, migration completed' %
-                       migration.source_compute)
+            try:
+                if migration.dest_compute != manager.host:
+                    continue
+                instance = objects.Instance.get_by_uuid(
+                    context, migration.instance_uuid)
+                if (instance.host != manager.host or
+                        instance.task_state is not None or
+                        not manager.reportclient.get_allocations_for_consumer(
+                            context, migration.uuid)):
+                    continue
+                decision = report_mod.Decision(
+                    guard=self.name, instance_uuid=instance.uuid,
+                    before=report_mod.InstanceState.of(
+                        instance, self._power(manager, instance)),
+                    action='finish_live_migration',
+                    executed_by=recovery.BY_GUARDRAILS,
+                    reason='live migration from %s finished here, its source '
+                           'clean-up missing: the migration\'s allocation on '
+                           'the source removed, migration completed' %
+                           migration.source_compute)
 
-            def run(instance=instance, migration=migration):
-                manager._delete_allocation_after_move(context, instance,
-                                                      migration)
-                migration.status = 'completed'
-                migration.save()
-            self._run(decision, run, manager, instance)
+                def run(instance=instance, migration=migration):
+                    manager._delete_allocation_after_move(context, instance,
+                                                          migration)
+                    migration.status = 'completed'
+                    migration.save()
+                self._run(decision, run, manager, instance)
+            except SYSTEMIC:
+                raise
+            except Exception:
+                LOG.exception('guardrails recovery_table: a start-up '
+                              'check failed for one instance; it is left '
+                              'as it is')
 
     def _fail_evacuation(self, manager, context, instance, migration, why):
         decision = report_mod.Decision(
@@ -526,6 +605,10 @@ class RecoveryTableGuard(base.Guard):
                    'evacuated again)')
 
         def run():
+            # First the save that expects the task_state decided on: a
+            # rebuild that reached this host meanwhile wins (preempted) and
+            # nothing else is done.
+            _save(instance, vm_state=vm_states.ERROR, task_state=None)
             try:
                 manager.driver.destroy(context, instance,
                                        instance.get_network_info(),
@@ -540,7 +623,6 @@ class RecoveryTableGuard(base.Guard):
             manager.reportclient.remove_provider_tree_from_instance_allocation(
                 context, instance.uuid, node.uuid)
             instance.drop_migration_context()
-            _save(instance, vm_state=vm_states.ERROR, task_state=None)
         self._run(decision, run, manager, instance, runtime=self._started)
 
     def _latest_actions(self, context, manager):
@@ -560,7 +642,8 @@ class RecoveryTableGuard(base.Guard):
         if grace:
             latest = self._latest_actions(context, manager).get(
                 instance.uuid)
-            verdict, why = queued.classify(instance.task_state, latest)
+            verdict, why = queued.classify(instance.task_state, latest,
+                                           manager.host)
             if verdict == queued.QUEUED:
                 self._defer(manager, context, instance, latest, why)
                 return None
@@ -599,6 +682,8 @@ class RecoveryTableGuard(base.Guard):
                           'are left as they are')
             return
         for entry in deferred:
+            if self._stopping:
+                return
             try:
                 instance = objects.Instance.get_by_uuid(context, entry.uuid)
                 if entry.moved(instance, latest.get(entry.uuid)):

@@ -81,7 +81,7 @@ class AuditTest(harness.GuardrailsTestBase):
         [row] = audit.rows(ctxt, scenarios.HOST, grace=120)
         self.assertEqual(('rebooting', 'queued'),
                          (row['task_state'], row['action']))
-        self.assertIn('no compute started it', row['reason'])
+        self.assertIn('compute1 did not start it', row['reason'])
         index = recovery.build_index(recovery.effective_rules(
             {'rebooting': 'error'}))
         [row] = audit.rows(ctxt, scenarios.HOST, index=index, grace=0)

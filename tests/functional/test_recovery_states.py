@@ -169,7 +169,7 @@ class GuardedQueuedTest(_Queued):
         self.assertEqual([], self.reboots)
         [row] = self.decisions(server)
         self.assertEqual('queued', row['action'])
-        self.assertIn('no compute started it', row['reason'])
+        self.assertIn('compute1 did not start it', row['reason'])
         # The queue drains: the user's reboot runs, once.
         deliver()
         self._wait_for_state_change(server, 'ACTIVE')
