@@ -407,6 +407,21 @@ class RecoveryTableGuard(base.Guard):
             timer.start()
         return result
 
+    @staticmethod
+    def _each(candidates, check):
+        """``check(candidate)`` for each; a failure with one (but a
+        systemic one) is logged and the next is looked at: one instance
+        never stops start-up."""
+        for candidate in candidates:
+            try:
+                check(candidate)
+            except SYSTEMIC:
+                raise
+            except Exception:
+                LOG.exception('guardrails recovery_table: a start-up check '
+                              'failed for %s; it is left as it is',
+                              candidate)
+
     def driver_cleanup_host(self, manager, host):
         # A stopped nova-compute decides nothing more; its next start-up
         # looks again.
@@ -426,34 +441,29 @@ class RecoveryTableGuard(base.Guard):
         migrations = objects.MigrationList.get_by_filters(
             context, {'source_compute': manager.host,
                       'status': 'post-migrating'})
-        for migration in migrations:
-            try:
-                if migration.migration_type not in ('resize', 'migration') or \
-                        migration.dest_compute == manager.host:
-                    continue
-                instance = objects.Instance.get_by_uuid(
-                    context, migration.instance_uuid)
-                if (instance.task_state != task_states.RESIZE_MIGRATED or
-                        instance.host != migration.dest_compute):
-                    continue
-                latest = queued.latest_actions(context, [instance.uuid]).get(
-                    instance.uuid)
-                if latest and 'compute_finish_resize' in latest.compute_events:
-                    continue
-                why = ('resize to %s: recorded there in resize_migrated, '
-                       'finish_resize not started' % migration.dest_compute)
-                if grace:
-                    self._defer(manager, context, instance, latest, why,
-                                watch='compute_finish_resize')
-                else:
-                    self._decide(manager, context, instance, lambda *a: None,
-                                 prefix=why + ': ')
-            except SYSTEMIC:
-                raise
-            except Exception:
-                LOG.exception('guardrails recovery_table: a start-up '
-                              'check failed for one instance; it is left '
-                              'as it is')
+
+        def one(migration):
+            if migration.migration_type not in ('resize', 'migration') or \
+                    migration.dest_compute == manager.host:
+                return
+            instance = objects.Instance.get_by_uuid(
+                context, migration.instance_uuid)
+            if (instance.task_state != task_states.RESIZE_MIGRATED or
+                    instance.host != migration.dest_compute):
+                return
+            latest = queued.latest_actions(context, [instance.uuid]).get(
+                instance.uuid)
+            if latest and 'compute_finish_resize' in latest.compute_events:
+                return
+            why = ('resize to %s: recorded there in resize_migrated, '
+                   'finish_resize not started' % migration.dest_compute)
+            if grace:
+                self._defer(manager, context, instance, latest, why,
+                            watch='compute_finish_resize')
+            else:
+                self._decide(manager, context, instance, lambda *a: None,
+                             prefix=why + ': ')
+        self._each(migrations, one)
 
     def _interrupted_evacuations(self, manager, grace):
         """Evacuations to this host that it never finished.
@@ -475,31 +485,26 @@ class RecoveryTableGuard(base.Guard):
         migrations = objects.MigrationList.get_by_filters(
             context, {'host': manager.host, 'migration_type': 'evacuation',
                       'status': ['accepted', 'pre-migrating']})
-        for migration in migrations:
-            try:
-                if migration.dest_compute != manager.host:
-                    continue
-                instance = objects.Instance.get_by_uuid(
-                    context, migration.instance_uuid)
-                if instance.host != migration.source_compute:
-                    continue
-                latest = queued.latest_actions(context, [instance.uuid]).get(
-                    instance.uuid)
-                started = latest and ('compute_rebuild_instance' in
-                                      latest.compute_events)
-                why = ('evacuation from %s to this host, not finished here' %
-                       migration.source_compute)
-                if grace and not started:
-                    self._defer(manager, context, instance, latest, why,
-                                watch='compute_rebuild_instance')
-                    continue
-                self._fail_evacuation(manager, context, instance, migration, why)
-            except SYSTEMIC:
-                raise
-            except Exception:
-                LOG.exception('guardrails recovery_table: a start-up '
-                              'check failed for one instance; it is left '
-                              'as it is')
+
+        def one(migration):
+            if migration.dest_compute != manager.host:
+                return
+            instance = objects.Instance.get_by_uuid(
+                context, migration.instance_uuid)
+            if instance.host != migration.source_compute:
+                return
+            latest = queued.latest_actions(context, [instance.uuid]).get(
+                instance.uuid)
+            started = latest and ('compute_rebuild_instance' in
+                                  latest.compute_events)
+            why = ('evacuation from %s to this host, not finished here' %
+                   migration.source_compute)
+            if grace and not started:
+                self._defer(manager, context, instance, latest, why,
+                            watch='compute_rebuild_instance')
+                return
+            self._fail_evacuation(manager, context, instance, migration, why)
+        self._each(migrations, one)
 
     def _interrupted_unshelves(self, manager):
         """Unshelves of an offloaded instance that died on this host before
@@ -511,38 +516,33 @@ class RecoveryTableGuard(base.Guard):
         removed and the task_state cleared: the instance is shelved
         offloaded again, the user unshelves again."""
         context = nova_context.get_admin_context()
-        for uuid in queued.unfinished_here(context, manager.host,
-                                           'compute_unshelve_instance'):
-            try:
-                instance = objects.Instance.get_by_uuid(context, uuid)
-                if (instance.host is not None or
-                        instance.vm_state != vm_states.SHELVED_OFFLOADED or
-                        instance.task_state not in (task_states.SPAWNING,
-                                                    task_states.UNSHELVING)):
-                    continue
-                decision = report_mod.Decision(
-                    guard=self.name, instance_uuid=uuid,
-                    before=report_mod.InstanceState.of(instance, None),
-                    action='clear_unshelve', executed_by=recovery.BY_GUARDRAILS,
-                    reason='unshelve interrupted on this host before its claim '
-                           'recorded the host: this node\'s allocation removed, '
-                           'task_state cleared (shelved_offloaded, unshelve '
-                           'again)')
 
-                def run(instance=instance):
-                    for node in objects.ComputeNodeList.get_all_by_host(
-                            context, manager.host):
-                        manager.reportclient.\
-                            remove_provider_tree_from_instance_allocation(
-                                context, instance.uuid, node.uuid)
-                    _save(instance, task_state=None)
-                self._run(decision, run, manager, instance)
-            except SYSTEMIC:
-                raise
-            except Exception:
-                LOG.exception('guardrails recovery_table: a start-up '
-                              'check failed for one instance; it is left '
-                              'as it is')
+        def one(uuid):
+            instance = objects.Instance.get_by_uuid(context, uuid)
+            if (instance.host is not None or
+                    instance.vm_state != vm_states.SHELVED_OFFLOADED or
+                    instance.task_state not in (task_states.SPAWNING,
+                                                task_states.UNSHELVING)):
+                return
+            decision = report_mod.Decision(
+                guard=self.name, instance_uuid=uuid,
+                before=report_mod.InstanceState.of(instance, None),
+                action='clear_unshelve', executed_by=recovery.BY_GUARDRAILS,
+                reason='unshelve interrupted on this host before its claim '
+                       'recorded the host: this node\'s allocation removed, '
+                       'task_state cleared (shelved_offloaded, unshelve '
+                       'again)')
+
+            def run():
+                for node in objects.ComputeNodeList.get_all_by_host(
+                        context, manager.host):
+                    manager.reportclient.\
+                        remove_provider_tree_from_instance_allocation(
+                            context, instance.uuid, node.uuid)
+                _save(instance, task_state=None)
+            self._run(decision, run, manager, instance)
+        self._each(queued.unfinished_here(
+            context, manager.host, 'compute_unshelve_instance'), one)
 
     def _unfinished_live_migrations(self, manager):
         """Live migrations to this host that this host finished
@@ -558,40 +558,35 @@ class RecoveryTableGuard(base.Guard):
                       'migration_type': 'live-migration',
                       'status': ['queued', 'preparing', 'running',
                                  'post-migrating', 'error']})
-        for migration in migrations:
-            try:
-                if migration.dest_compute != manager.host:
-                    continue
-                instance = objects.Instance.get_by_uuid(
-                    context, migration.instance_uuid)
-                if (instance.host != manager.host or
-                        instance.task_state is not None or
-                        not manager.reportclient.get_allocations_for_consumer(
-                            context, migration.uuid)):
-                    continue
-                decision = report_mod.Decision(
-                    guard=self.name, instance_uuid=instance.uuid,
-                    before=report_mod.InstanceState.of(
-                        instance, self._power(manager, instance)),
-                    action='finish_live_migration',
-                    executed_by=recovery.BY_GUARDRAILS,
-                    reason='live migration from %s finished here, its source '
-                           'clean-up missing: the migration\'s allocation on '
-                           'the source removed, migration completed' %
-                           migration.source_compute)
 
-                def run(instance=instance, migration=migration):
-                    manager._delete_allocation_after_move(context, instance,
-                                                          migration)
-                    migration.status = 'completed'
-                    migration.save()
-                self._run(decision, run, manager, instance)
-            except SYSTEMIC:
-                raise
-            except Exception:
-                LOG.exception('guardrails recovery_table: a start-up '
-                              'check failed for one instance; it is left '
-                              'as it is')
+        def one(migration):
+            if migration.dest_compute != manager.host:
+                return
+            instance = objects.Instance.get_by_uuid(
+                context, migration.instance_uuid)
+            if (instance.host != manager.host or
+                    instance.task_state is not None or
+                    not manager.reportclient.get_allocations_for_consumer(
+                        context, migration.uuid)):
+                return
+            decision = report_mod.Decision(
+                guard=self.name, instance_uuid=instance.uuid,
+                before=report_mod.InstanceState.of(
+                    instance, self._power(manager, instance)),
+                action='finish_live_migration',
+                executed_by=recovery.BY_GUARDRAILS,
+                reason='live migration from %s finished here, its source '
+                       'clean-up missing: the migration\'s allocation on '
+                       'the source removed, migration completed' %
+                       migration.source_compute)
+
+            def run():
+                manager._delete_allocation_after_move(context, instance,
+                                                      migration)
+                migration.status = 'completed'
+                migration.save()
+            self._run(decision, run, manager, instance)
+        self._each(migrations, one)
 
     def _fail_evacuation(self, manager, context, instance, migration, why):
         decision = report_mod.Decision(

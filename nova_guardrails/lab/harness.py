@@ -103,31 +103,15 @@ class GuardrailsTestBase(base.ServersTestBase,
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.managedSave',
             _managed_save_shuts_off))
-        # A kill -9 runs no context-manager exit: a resource claim whose
-        # block ComputeCrash leaves is not aborted (its abort would unset
-        # the instance's host and node, which a dead process never does).
-        from nova.compute import claims
-        claim_exit = claims.NopClaim.__exit__
-
-        def claim_exit_unless_killed(claim, exc_type, exc_val, exc_tb):
-            if exc_type is not None and issubclass(exc_type, ComputeCrash):
-                return None
-            return claim_exit(claim, exc_type, exc_val, exc_tb)
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.compute.claims.NopClaim.__exit__',
-            claim_exit_unless_killed))
-        # Nor does it record the instance action event it was in as
-        # finished (wrap_instance_event's EventReporter).
-        from nova.compute import utils as compute_utils
-        event_exit = compute_utils.EventReporter.__exit__
-
-        def event_exit_unless_killed(reporter, exc_type, exc_val, exc_tb):
-            if exc_type is not None and issubclass(exc_type, ComputeCrash):
-                return False
-            return event_exit(reporter, exc_type, exc_val, exc_tb)
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.compute.utils.EventReporter.__exit__',
-            event_exit_unless_killed))
+        # A kill -9 runs no context-manager exit. Two exits nova's code
+        # passes through would write to the database as ComputeCrash goes
+        # by: a resource claim's abort (it unsets the instance's host and
+        # node) and wrap_instance_event's EventReporter (it records the
+        # instance action event finished). Neither runs for ComputeCrash.
+        for target in ('nova.compute.claims.NopClaim.__exit__',
+                       'nova.compute.utils.EventReporter.__exit__'):
+            self.useFixture(fixtures.MonkeyPatch(
+                target, _unless_killed(_resolve(*target.rsplit('.', 1)))))
         # fakelibvirt's undefineFlags calls managedSaveRemove() without the
         # flags its own signature requires (reached once a saved image
         # exists, as above).
@@ -330,6 +314,16 @@ def _managed_save_shuts_off(domain, flags):
     domain._state = fakelibvirt.VIR_DOMAIN_SHUTOFF
     domain._connection._mark_not_running(domain)
     domain._has_saved_state = True
+
+
+def _unless_killed(exit_):
+    """A context manager's ``__exit__`` that does nothing for ComputeCrash
+    (the exception propagates)."""
+    def exit_unless_killed(self, exc_type, exc_val, exc_tb):
+        if exc_type is not None and issubclass(exc_type, ComputeCrash):
+            return False
+        return exit_(self, exc_type, exc_val, exc_tb)
+    return exit_unless_killed
 
 
 def _managed_save_remove(domain, flags=0):
