@@ -23,6 +23,9 @@ from nova_guardrails.lab import scenarios
 CONF = nova.conf.CONF
 CLUSTER = None
 A, C = scenarios.A, scenarios.C
+#: The images nova's libvirt driver puts in the pool for an instance whose
+#: flavor has an ephemeral disk and swap, with a config drive.
+EVERY_IMAGE = ('disk', 'disk.local', 'disk.swap', 'disk.config')
 
 
 def setUpModule():
@@ -86,6 +89,99 @@ class _Base(harness.GuardrailsTestBase):
     def decisions(self):
         return [d for d in scenarios._decisions()
                 if d['guard'] == 'rbd_root_disk']
+
+    # An instance with every kind of image nova puts in the pool ----------
+
+    def boot_with_every_image(self, host=A):
+        """A server on ``host`` whose flavor has an ephemeral disk and swap,
+        with a config drive; its images written into the pool as spawn
+        would have (the functional base stubs their creation). Returns
+        (server, {image name: bytes})."""
+        flavor = self._create_flavor(memory_mb=512, vcpu=1, disk=1,
+                                     ephemeral=1, swap=512)
+        body = self._build_server(flavor_id=flavor, networks='none',
+                                  host=host)
+        body['config_drive'] = True
+        server = self._wait_for_state_change(
+            self.admin_api.post_server({'server': body}), 'ACTIVE')
+        self.assertTrue(self.instance(server).config_drive)
+        return server, self.write_images(server)
+
+    def write_images(self, server):
+        return {name: self.write_image(name, size=256 * 1024)
+                for name in ['%s_%s' % (server['id'], suffix)
+                             for suffix in EVERY_IMAGE]}
+
+    def images_of(self, server):
+        """{name: bytes} of every image of ``server`` left in the pool."""
+        import rbd
+        return {name: self.read_image(name)
+                for name in rbd.RBD().list(self.ioctx)
+                if name.startswith(server['id'])}
+
+    def assertImagesIntact(self, images, server):
+        """Every image of ``images`` is in the pool with its bytes."""
+        left = self.images_of(server)
+        self.assertEqual(sorted(images), sorted(left))
+        for name, data in images.items():
+            self.assertEqual(data, left[name], '%s changed' % name)
+
+    def guest_creation_fails(self):
+        def fail(*args, **kwargs):
+            from nova.tests.fixtures import libvirt as fakelibvirt
+            raise fakelibvirt.make_libvirtError(
+                fakelibvirt.libvirtError,
+                'Cannot allocate memory (memory overcommit)',
+                error_code=fakelibvirt.VIR_ERR_INTERNAL_ERROR)
+        self.useFixture(fixtures.MonkeyPatch(
+            scenarios.DOMAIN + '.createWithFlags', fail))
+
+    def spawn_reports_created_disks(self, create=None):
+        """spawn's _create_image reports it created a disk
+        (``created_disks`` is one boolean for root, ephemeral and swap), so
+        a failed spawn cleans up with cleanup_instance_disks=True;
+        ``create(instance)`` runs first (writes what spawn creates)."""
+        def _create_image(driver, context, instance, *args, **kwargs):
+            if create is not None:
+                create(instance)
+            return False, True
+        self.useFixture(fixtures.MonkeyPatch(
+            scenarios.LIBVIRT_DRIVER + '._create_image', _create_image))
+
+    def evacuate_every_image_to_failing_host(self):
+        """nova bug 1419785 / seed 004 with every image: the server lives on
+        A (shared pool); A goes down; the evacuation to C fails creating
+        the guest, after spawn reported it created a disk."""
+        self.start_compute(A)
+        self.start_compute(C)
+        server, images = self.boot_with_every_image(A)
+        self.stop_compute(A)
+        scenarios.force_down(self, A)
+        self.guest_creation_fails()
+        self.spawn_reports_created_disks()
+        self.admin_api.post_server_action(server['id'], {'evacuate': {}})
+        server = self._wait_for_server_parameter(server, {'status': 'ERROR'})
+        self.assertEqual(A, server['OS-EXT-SRV-ATTR:host'])
+        return server, images
+
+    def rebuild_failing_spawn(self):
+        """A rebuild on the server's own host whose spawn fails after
+        creating the new images (the rebuild's destroy removed the old
+        ones, as it must)."""
+        self.start_compute(A)
+        server, _ = self.boot_with_every_image(A)
+        created = {}
+
+        def create(instance):
+            self.assertEqual('rebuild_spawning', instance.task_state)
+            created.update(self.write_images(server))
+        self.guest_creation_fails()
+        self.spawn_reports_created_disks(create)
+        self.api.post_server_action(
+            server['id'], {'rebuild': {'imageRef': server['image']['id']}})
+        server = self._wait_for_server_parameter(server, {'status': 'ERROR'})
+        self.assertEqual(len(EVERY_IMAGE), len(created))
+        return server, created
 
 
 class GuardedRbdTest(_Base):
@@ -168,6 +264,35 @@ class GuardedRbdTest(_Base):
         self.assertEqual(1, missing.returncode)
 
 
+    def test_bug_1419785_failed_evacuation_keeps_every_image(self):
+        # seed 004 with an ephemeral disk, swap and a config drive: the
+        # instance is A's; C must not remove any of its images.
+        server, images = self.evacuate_every_image_to_failing_host()
+        self.assertImagesIntact(images, server)
+        [decision] = self.decisions()
+        self.assertEqual(('keep_images', 'refused'),
+                         (decision['action'], decision['outcome']))
+        self.assertEqual(sorted(images), decision['details']['images'])
+        self.assertIn('spawn', decision['details']['caller'])
+        self.assertIn('not this host (hostC)', decision['reason'])
+
+    def test_failed_rebuild_spawn_keeps_every_image(self):
+        server, created = self.rebuild_failing_spawn()
+        self.assertImagesIntact(created, server)
+        [decision] = self.decisions()
+        self.assertEqual(('keep_images', 'refused'),
+                         (decision['action'], decision['outcome']))
+        self.assertEqual(sorted(created), decision['details']['images'])
+        self.assertIn('rebuild spawn', decision['reason'])
+
+    def test_genuine_delete_removes_every_kind_of_image(self):
+        self.start_compute(A)
+        server, _ = self.boot_with_every_image(A)
+        self._delete_server(server)
+        self.assertEqual({}, self.images_of(server))
+        self.assertEqual([], self.decisions())
+
+
 class NovaAloneRbdTest(_Base):
     NOVA_CONF = harness.NOVA_ALONE_CONF
 
@@ -186,3 +311,13 @@ class NovaAloneRbdTest(_Base):
         server, root, _ = self.boot_with_root()
         self._delete_server(server)
         self.assertIsNone(self.read_image(root))
+
+    def test_bug_1419785_failed_evacuation_deletes_every_image(self):
+        # What the guard prevents: C's failed spawn removes every image of
+        # A's instance from the shared pool.
+        server, images = self.evacuate_every_image_to_failing_host()
+        self.assertEqual({}, self.images_of(server))
+
+    def test_failed_rebuild_spawn_deletes_every_image(self):
+        server, created = self.rebuild_failing_spawn()
+        self.assertEqual({}, self.images_of(server))
