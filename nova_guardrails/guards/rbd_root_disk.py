@@ -56,7 +56,8 @@ def _caller():
 
 
 class RbdRootDiskGuard(base.Guard):
-    """Only the instance's own host may remove ``<uuid>_disk``."""
+    """Only the instance's own host may remove its images, and never a
+    failed rebuild or evacuation spawn."""
 
     def validate(self):
         self.trash_delay = self.conf.guardrails.rbd_trash_delay
@@ -75,12 +76,19 @@ class RbdRootDiskGuard(base.Guard):
 
     @staticmethod
     def deletion_allowed(host, instance):
-        """``(allowed, context)``: may this host remove the root disk of
-        ``instance``? Only when the instance is this host's."""
+        """``(allowed, context)``: may this host remove the images of
+        ``instance``? Only when the instance is this host's and the
+        clean-up is not that of a failed rebuild or evacuation spawn."""
         context = 'vm_state=%s task_state=%s host=%s' % (
             instance.vm_state, instance.task_state, instance.host)
         if host is None or instance.host != host:
             return False, context + ', not this host (%s)' % host
+        if instance.task_state == task_states.REBUILD_SPAWNING:
+            # The only _cleanup_rbd in rebuild_spawning is spawn's own
+            # clean-up after it failed (_create_guest_with_network with
+            # cleanup_instance_disks=created_disks). The rebuild's destroy
+            # of the old disks ran before, in task_state rebuilding.
+            return False, context + ', a failed rebuild spawn'
         return True, context
 
     @staticmethod
@@ -91,30 +99,69 @@ class RbdRootDiskGuard(base.Guard):
                                       vm_states.SOFT_DELETED) or
                 bool(instance.deleted))
 
+    @staticmethod
+    def nova_selection(instance):
+        """The images nova's ``LibvirtDriver._cleanup_rbd`` would remove:
+        ``f(name) -> bool``."""
+        if instance.task_state == task_states.RESIZE_REVERTING:
+            return lambda name: (name.startswith(instance.uuid) and
+                                 name.endswith('disk.local'))
+        return lambda name: name.startswith(instance.uuid)
+
     def cleanup(self, original, host, instance):
         try:
             allowed, context = self.deletion_allowed(host, instance)
         except Exception as error:
-            allowed, context = False, 'could not decide: %s' % error
-        to_trash = (allowed and self.trash_delay > 0 and
-                    self.being_deleted(instance))
-        if allowed and not to_trash:
-            return original(instance)
-        # nova's own selection (LibvirtDriver._cleanup_rbd), minus the root
-        # disk, which is decided here.
-        root = root_disk(instance.uuid)
-        if instance.task_state == task_states.RESIZE_REVERTING:
-            def nova_selects(name):
-                return (name.startswith(instance.uuid) and
-                        name.endswith('disk.local'))
-        else:
-            def nova_selects(name):
-                return name.startswith(instance.uuid)
-        driver = rbd_utils.RBDDriver()
-        driver.cleanup_volumes(lambda name: nova_selects(name) and
-                               name != root)
-        if not nova_selects(root):
+            allowed, context = False, 'could not decide: %s: %s' % (
+                type(error).__name__, error)
+        if not allowed:
+            return self.keep_images(instance, context)
+        if self.trash_delay > 0 and self.being_deleted(instance):
+            return self.trash_root(instance)
+        return original(instance)
+
+    def keep_images(self, instance, context):
+        """Remove nothing; one decision naming every image kept (those nova
+        would have removed)."""
+        details = {'pool': None, 'images': None, 'caller': _caller()}
+        error = None
+        try:
+            driver = rbd_utils.RBDDriver()
+            details['pool'] = driver.pool
+            selects = self.nova_selection(instance)
+            with rbd_utils.RADOSClient(driver, driver.pool) as client:
+                details['images'] = sorted(
+                    name for name in rbd_utils.RbdProxy().list(client.ioctx)
+                    if selects(name))
+        except Exception as exc:
+            error = '%s: %s' % (type(exc).__name__, exc)
+        if details['images'] == []:
             return
+        LOG.error('guardrails %(guard)s: refused to remove the images of '
+                  'instance %(uuid)s (%(context)s): kept %(images)s in pool '
+                  '%(pool)s%(error)s; caller: %(caller)s',
+                  dict(details, guard=self.name, uuid=instance.uuid,
+                       context=context,
+                       images=(', '.join(details['images'])
+                               if details['images'] is not None else
+                               'every image (the pool could not be listed)'),
+                       error=' (%s)' % error if error else ''),
+                  instance=instance)
+        self.report.record_runtime(report_mod.Decision(
+            guard=self.name, instance_uuid=instance.uuid,
+            before=report_mod.InstanceState(instance.vm_state,
+                                            instance.task_state, None),
+            action='keep_images', outcome='refused',
+            reason='every image of the instance kept (%s)' % context,
+            error=error, details=details))
+
+    def trash_root(self, instance):
+        """A genuine delete with ``rbd_trash_delay``: nova's removal of the
+        other images, the root disk to the rbd trash."""
+        root = root_disk(instance.uuid)
+        selects = self.nova_selection(instance)
+        driver = rbd_utils.RBDDriver()
+        driver.cleanup_volumes(lambda name: selects(name) and name != root)
         with rbd_utils.RADOSClient(driver, driver.pool) as client:
             if root not in rbd_utils.RbdProxy().list(client.ioctx):
                 return
@@ -122,21 +169,6 @@ class RbdRootDiskGuard(base.Guard):
                        'caller': _caller()}
             before = report_mod.InstanceState(instance.vm_state,
                                               instance.task_state, None)
-            if not allowed:
-                LOG.error('guardrails %(guard)s: refused to remove root disk '
-                          '%(pool)s/%(image)s of instance %(uuid)s: the '
-                          'instance is not this host\'s (%(context)s); '
-                          'caller: %(caller)s', dict(details, guard=self.name,
-                                             uuid=instance.uuid,
-                                             context=context),
-                          instance=instance)
-                self.report.record_runtime(report_mod.Decision(
-                    guard=self.name, instance_uuid=instance.uuid,
-                    before=before, action='keep_root', outcome='refused',
-                    reason='root disk kept: the instance is not this '
-                           'host\'s (%s)' % context,
-                    details=details))
-                return
             try:
                 rbd_utils.RbdProxy().trash_move(client.ioctx, root,
                                                 delay=self.trash_delay)

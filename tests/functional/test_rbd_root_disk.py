@@ -195,9 +195,9 @@ class GuardedRbdTest(_Base):
             force_old_cleanup=True)
         self.assertEqual(data, self.read_image(root))
         [decision] = self.decisions()
-        self.assertEqual(('keep_root', 'refused'),
+        self.assertEqual(('keep_images', 'refused'),
                          (decision['action'], decision['outcome']))
-        self.assertEqual(root, decision['details']['image'])
+        self.assertEqual([root], decision['details']['images'])
         self.assertIn('spawn', decision['details']['caller'])
         self.assertIn('task_state=rebuild_spawning host=hostA, not this '
                       'host (hostC)', decision['reason'])
