@@ -14,6 +14,9 @@ from nova_guardrails.lab import scenarios
 
 CONF = nova.conf.CONF
 TIMEOUT = 3
+#: A vif_plugging_timeout no test may wait out: a test that must not wait
+#: fails as soon as the driver starts waiting for the event.
+LONG_TIMEOUT = 600
 
 
 class _Base(harness.GuardrailsTestBase):
@@ -35,6 +38,28 @@ class _Base(harness.GuardrailsTestBase):
     def decisions(self):
         return [d for d in scenarios._decisions()
                 if d['guard'] == 'revert_vif']
+
+    def driver_waits(self):
+        """The vif events the driver waits for (nova's ComputeVirtAPI
+        ``wait_for_instance_event``, observed by a recording
+        pass-through): a list that fills as the driver waits."""
+        waited = []
+        self.spy('nova.compute.manager.ComputeVirtAPI',
+                 'wait_for_instance_event',
+                 lambda virtapi, instance, event_names, *a, **kw:
+                 waited.extend(tuple(e) for e in event_names))
+        return waited
+
+    def revert_unless_waiting(self, waited):
+        """Revert; return the server once it settles, or as soon as the
+        driver waits for this port's network-vif-plugged."""
+        self.api.post_server_action(self.server['id'],
+                                    {'revertResize': None})
+        self.wait_until(
+            lambda: (('network-vif-plugged', self.port_id) in waited or
+                     self.api.get_server(self.server['id'])['status']
+                     in ('ACTIVE', 'ERROR')), timeout=60)
+        return self.api.get_server(self.server['id'])
 
     def plugged_events(self):
         """network-vif-plugged events neutron sent during the revert."""
@@ -60,6 +85,29 @@ class GuardedRevertTest(_Base):
         # The driver still waited for the event, which came once the port
         # was bound here: a real plug check, not a skipped one.
         self.assertEqual(1, len(self.plugged_events()))
+
+    def test_seed_002_rebind_lost_too_is_not_waited_for(self):
+        # nova's binding update is lost (seed 002), and the guard's own
+        # rebind is lost the same way: neutron acknowledges it, the port
+        # stays bound to compute2, its event cannot come.
+        scenarios.make_revert_race(self, self.port_id, self.agents)
+        self.agents.lose = 2
+        self.flags(vif_plugging_timeout=LONG_TIMEOUT)
+        waited = self.driver_waits()
+        server = self.revert_unless_waiting(waited)
+        self.assertNotIn(('network-vif-plugged', self.port_id), waited)
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual(0, self.agents.lose)
+        self.assertEqual('compute2', self.port_host())
+        [decision] = self.decisions()
+        self.assertEqual(('skip_wait', 'failed'),
+                         (decision['action'], decision['outcome']))
+        self.assertEqual({'method': 'finish_revert_migration',
+                          'port': self.port_id, 'binding_host': 'compute2',
+                          'binding_host_after': 'compute2',
+                          'status_after': 'DOWN'}, decision['details'])
+        self.assertIn('compute2', decision['error'])
 
     def test_normal_revert_unchanged(self):
         server, seconds = self.revert()
