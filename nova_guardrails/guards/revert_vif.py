@@ -81,10 +81,11 @@ class RevertVifGuard(base.Guard):
         self._prepare(manager, 'finish_migration', args, kwargs)
         return call_next(*args, **kwargs)
 
-    def _record(self, instance, action, reason, outcome='done', **details):
+    def _record(self, instance, action, reason, outcome='done', error=None,
+                **details):
         self.report.record_runtime(report_mod.Decision(
             guard=self.name, instance_uuid=instance.uuid, before=None,
-            action=action, reason=reason, outcome=outcome,
+            action=action, reason=reason, outcome=outcome, error=error,
             details=details or None))
 
     @staticmethod
@@ -142,52 +143,103 @@ class RevertVifGuard(base.Guard):
         for vif in waited:
             port = ports.get(vif['id'])
             bound = port.get(BINDING_HOST) if port else None
-            if port is None or bound == host:
+            if port is None:
+                self._record(instance, 'nova',
+                             'not among the instance\'s ports in neutron: '
+                             'the driver waits as nova alone would',
+                             method=method, port=vif['id'])
+                continue
+            if bound == host:
                 self._record(instance, 'wait',
                              'bound to this host: the event can come',
                              method=method, port=vif['id'],
                              binding_host=bound)
                 continue
-            if (port.get('binding:vnic_type', 'normal') != 'normal' or
-                    port.get('resource_request')):
+            vnic_type = port.get('binding:vnic_type', 'normal')
+            if vnic_type != 'normal' or port.get('resource_request'):
                 # Its binding profile (PCI slot, placement allocation) is
                 # host specific: moving binding:host_id alone would be
                 # wrong. Left to nova.
                 self._record(instance, 'nova',
-                             'bound to %s, but a %s port with a resource '
-                             'request is not rebound here' % (
-                                 bound, port.get('binding:vnic_type')),
+                             'bound to %s, but a port with vnic_type %s%s '
+                             '(SR-IOV/QoS) is not rebound here: the driver '
+                             'waits as nova alone would' % (
+                                 bound, vnic_type,
+                                 ' and a resource request'
+                                 if port.get('resource_request') else ''),
                              method=method, port=vif['id'],
                              binding_host=bound)
                 continue
             try:
-                client.update_port(vif['id'],
-                                   {'port': {BINDING_HOST: host}})
+                response = client.update_port(
+                    vif['id'], {'port': {BINDING_HOST: host}})
             except Exception as error:
                 self._unfixable(instance, vif, bound, host, method, error,
                                 waits, fatal)
                 continue
-            rebound.append(vif)
+            rebound.append((vif, (response or {}).get('port') or {}))
         if not rebound:
             return
+        # The rebind is verified, not trusted: an update neutron
+        # acknowledges can be lost the same way nova's was (seed 002).
         try:
             now = {p['id']: p for p in client.list_ports(
                 device_id=instance.uuid)['ports']}
-        except Exception:
+            read_error = None
+        except Exception as error:
             now = {}
-        for vif in rebound:
-            status = now.get(vif['id'], {}).get('status')
-            if status == 'ACTIVE':
+            read_error = '%s: %s' % (type(error).__name__, error)
+        for vif, response in rebound:
+            port = now.get(vif['id']) or response
+            bound_after = port.get(BINDING_HOST)
+            status = port.get('status')
+            details = dict(method=method, port=vif['id'],
+                           binding_host=ports[vif['id']].get(BINDING_HOST),
+                           binding_host_after=bound_after,
+                           status_after=status)
+            if bound_after is None:
+                # Neither the update's answer nor a new read says where it
+                # is bound: nova's behaviour (the driver waits).
+                self._record(instance, 'rebind',
+                             'rebound to this host, but the binding could '
+                             'not be read back: the driver waits as nova '
+                             'alone would', outcome='failed',
+                             error=read_error, **details)
+            elif bound_after != host:
+                self._lost(instance, vif, host, waits, details)
+            elif status == 'ACTIVE':
                 # What nova decides from that status: nothing to wait for.
                 vif['active'] = True
-                reason = 'rebound to this host; neutron reports it ACTIVE'
+                self._record(instance, 'rebind', 'rebound to this host '
+                             '(verified); neutron reports it ACTIVE',
+                             **details)
             else:
-                reason = ('rebound to this host; status %s: the event can '
-                          'come now' % status)
-            self._record(instance, 'rebind', reason, method=method,
-                         port=vif['id'],
-                         binding_host=ports[vif['id']].get(BINDING_HOST),
-                         status_after=status)
+                self._record(instance, 'rebind', 'rebound to this host '
+                             '(verified); status %s: the event can come '
+                             'now' % status, **details)
+
+    def _lost(self, instance, vif, host, waits, details):
+        """neutron acknowledged the rebind, but the port is still bound to
+        another host: its network-vif-plugged event cannot come."""
+        error = ('binding update acknowledged but not applied: neutron '
+                 'still reports port %s bound to %s, not %s' % (
+                     vif['id'], details['binding_host_after'], host))
+        if not waits:
+            self._record(instance, 'not_rebound',
+                         'the rebind to this host did not take effect; the '
+                         'driver does not wait here, so the operation goes '
+                         'on; fix the port binding', outcome='failed',
+                         error=error, **details)
+            return
+        # Never wait for an event that cannot come, whatever the policy
+        # (fix or skip-wait): failing or waiting would not move the binding.
+        vif['active'] = True
+        self._record(instance, 'skip_wait',
+                     'the rebind to this host did not take effect: not '
+                     'waited for, the operation goes on; fix the port '
+                     'binding (openstack port set --host %s %s)' % (
+                         host, vif['id']),
+                     outcome='failed', error=error, **details)
 
     def _unfixable(self, instance, vif, bound, host, method, error, waits,
                    fatal):
@@ -203,13 +255,15 @@ class RevertVifGuard(base.Guard):
             # Waiting cannot help: the event cannot come. A non-fatal wait
             # would only lose vif_plugging_timeout.
             vif['active'] = True
+            # outcome failed: the port stays bound to another host.
             self._record(instance, 'skip_wait',
                          'bound to %s and could not be rebound: not waited '
-                         'for (%s)' % (bound, '[guardrails] '
-                                       'revert_vif_policy = skip-wait'
-                                       if self.policy == 'skip-wait' else
-                                       'vif_plugging_is_fatal is off'),
-                         outcome='done', **details)
+                         'for (%s), the operation goes on; fix the port '
+                         'binding' % (bound, '[guardrails] '
+                                      'revert_vif_policy = skip-wait'
+                                      if self.policy == 'skip-wait' else
+                                      'vif_plugging_is_fatal is off'),
+                         outcome='failed', **details)
             return
         self._record(instance, 'fail_fast',
                      'bound to %s and could not be rebound: failing now '

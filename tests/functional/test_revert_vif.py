@@ -81,6 +81,7 @@ class GuardedRevertTest(_Base):
                          (decision['action'], decision['outcome']))
         self.assertEqual({'method': 'finish_revert_migration',
                           'port': self.port_id, 'binding_host': 'compute2',
+                          'binding_host_after': 'compute1',
                           'status_after': 'DOWN'}, decision['details'])
         # The driver still waited for the event, which came once the port
         # was bound here: a real plug check, not a skipped one.
@@ -129,7 +130,7 @@ class GuardedRevertTest(_Base):
         [decision] = self.decisions()
         self.assertEqual(('nova', 'failed'),
                          (decision['action'], decision['outcome']))
-        self.assertIn('neutron is down', decision['details']['error'])
+        self.assertIn('neutron is down', decision['error'])
 
     def test_unfixable_binding_fails_fast(self):
         scenarios.make_revert_race(self, self.port_id, self.agents)
@@ -184,10 +185,10 @@ class _ResizeBase(harness.GuardrailsTestBase):
     events (vifs_already_plugged=True): no timeout, but the port stays bound
     to the source host."""
 
-    def resize_with_race(self, refuse=False):
+    def resize_with_race(self, refuse=False, lose=1):
         server, port_id, agents = scenarios.server_with_port(self, TIMEOUT)
         self.neutron._ports[port_id]['status'] = 'DOWN'
-        agents.lose = 1
+        agents.lose = lose
         agents.refuse = refuse
         self.api.post_server_action(server['id'],
                                     {'resize': {'flavorRef': '2'}})
@@ -211,6 +212,20 @@ class GuardedResizeTest(_ResizeBase):
                           decision['details']['method'],
                           decision['details']['binding_host']))
 
+
+    def test_finish_migration_rebind_lost_too(self):
+        # The guard's rebind is lost as nova's was: it is not recorded as
+        # done; the driver does not wait here, so the resize goes on.
+        server, port_host = self.resize_with_race(lose=2)
+        self.assertEqual(('VERIFY_RESIZE', 'compute2'),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual('compute1', port_host)
+        [decision] = [d for d in scenarios._decisions()
+                      if d['guard'] == 'revert_vif']
+        self.assertEqual(('not_rebound', 'failed', 'compute1'),
+                         (decision['action'], decision['outcome'],
+                          decision['details']['binding_host_after']))
+        self.assertIn('not applied', decision['error'])
 
     def test_finish_migration_unfixable_binding_does_not_fail(self):
         # The driver does not wait on finish_migration: a binding that
