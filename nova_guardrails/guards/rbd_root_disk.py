@@ -1,4 +1,4 @@
-"""The ``rbd_root_disk`` guard: a Ceph root disk dies only with its instance.
+"""The ``rbd_root_disk`` guard: an instance's Ceph images die only with it.
 
 Seed 004: during an evacuation, spawn failed on the destination, the libvirt
 driver's clean-up ran with its disks and ``_cleanup_rbd`` deleted the
@@ -6,23 +6,36 @@ instance's root disk from the shared Ceph pool. nova 22 made spawn clean up
 only what it created (``cleanup_instance_disks=created_disks``), but
 ``created_disks`` is one boolean for root, ephemeral and swap, and
 ``LibvirtDriver._cleanup_rbd`` (nova 34, ``nova/virt/libvirt/driver.py``)
-still removes every image whose name starts with the instance uuid.
+still removes, through ``RBDDriver.cleanup_volumes``, every image whose
+name starts with the instance uuid: ``<uuid>_disk``, ``_disk.local``,
+``_disk.eph<N>``, ``_disk.swap``, ``_disk.config`` and the rescue images.
 
-The guard replaces ``_cleanup_rbd`` on the real driver instance. The root
-disk ``<uuid>_disk`` may be removed only by the instance's own host
-(``instance.host`` is this nova-compute): its deletion, its reclaim after a
-soft delete, a rebuild on that host (which must replace the old disk), a
-failed build or a shelve offload there, all as nova does. During an
-evacuation ``instance.host`` stays the source until the rebuild on the
-destination succeeds (``ResourceTracker.finish_evacuation``), so a failed
-spawn there, ``_destroy_evacuated_instances`` on the source, or any caller
-acting on another host's instance keeps the disk, and the refusal is logged
-at ERROR with the instance, the context and the caller. When the guard
-cannot decide, the disk is kept. The other images (ephemeral, swap, config
-drive) are removed as nova does, through nova's own
-``RBDDriver.cleanup_volumes``. With ``[guardrails] rbd_trash_delay`` > 0 a
-deleted instance's root disk moves to the pool's rbd trash instead; if that
-move fails, the disk stays.
+The guard replaces ``_cleanup_rbd`` on the real driver instance. It removes
+nothing, and records one ``keep_images`` decision naming every image nova
+would have removed, when
+
+* the instance is not this host's (``instance.host`` is another
+  nova-compute, or this host is unknown): during an evacuation
+  ``instance.host`` stays the source until the rebuild on the destination
+  succeeds (``ResourceTracker.finish_evacuation``), so a failed spawn there
+  (nova bug 1419785, seed 004), ``_destroy_evacuated_instances`` on the
+  source, or any caller acting on another host's instance removes nothing;
+* the clean-up is that of a failed rebuild spawn on the instance's own host
+  (task_state ``rebuild_spawning``: the rebuild's destroy of the old disks
+  ran before, in ``rebuilding``; only spawn's own clean-up runs now);
+* the guard cannot decide.
+
+Otherwise (the instance's deletion or reclaim on its host, a rebuild there
+replacing the old disks, a failed build, a shelve offload) nova's own
+``_cleanup_rbd`` runs unchanged. With
+``[guardrails] rbd_trash_delay`` > 0 a deleted instance's root disk moves to
+the pool's rbd trash instead (the other images are removed as nova does);
+if that move fails, the disk stays.
+
+Rescue images (``_disk.rescue``, ``_disk.config.rescue``) are kept with the
+others: nova's ``unrescue`` removes them on the instance's host through its
+own ``cleanup_volumes`` call, not through ``_cleanup_rbd``. Images of other
+backends (``lvm``, local files) are not this guard's.
 """
 
 import inspect

@@ -17,14 +17,27 @@ nova 34's libvirt ``finish_migration`` (the resize itself) does not wait
 there breaks the guest's network silently; the same rebinding applies.
 
 Around the driver's ``finish_revert_migration`` and ``finish_migration``:
-the ports the driver would wait for are read from neutron in one call. A
-port bound to another host is rebound to this host (``update_port``
-``binding:host_id``), then read again: if neutron reports it ACTIVE the
-driver does not wait for it (as nova would have decided with that status);
-otherwise the event can now come and the driver waits for it. A port whose
-binding cannot be moved follows ``[guardrails] revert_vif_policy``: ``fix``
-fails at once with a fault naming the port, ``skip-wait`` does not wait for
-it. If neutron cannot be read, nova's behaviour is kept (logged).
+the ports the driver would wait for (its own selection) are read from
+neutron in one call. A port bound to another host is rebound to this host
+(``update_port`` ``binding:host_id``), and the rebind is verified, not
+trusted: the binding is read back (a new read, else the update's answer).
+
+* Bound here and ACTIVE: the driver does not wait for it (as nova decides
+  from that status). Bound here, not ACTIVE: the event can now come and the
+  driver waits for it (a real plug check).
+* Still bound elsewhere (the update was acknowledged but lost, as nova's
+  own was): its event cannot come, so the driver does not wait for it,
+  under ``fix`` and ``skip-wait`` alike (``skip_wait``, outcome failed: the
+  port stays bound to the other host; the row says where and how to fix
+  it). Where the driver does not wait, it is reported (``not_rebound``).
+* The binding cannot be read back: nova's behaviour (the driver waits).
+
+A port whose rebind neutron refuses follows ``[guardrails]
+revert_vif_policy`` where the driver would wait fatally: ``fix`` fails at
+once with a fault naming the port, ``skip-wait`` does not wait for it.
+SR-IOV ports (vnic_type other than normal) and ports with a resource request
+(QoS) carry a host-specific binding profile: they are left to nova. If
+neutron cannot be read, nova's behaviour is kept (logged).
 """
 
 import inspect
