@@ -12,10 +12,26 @@ the other host's guests unmanaged.
 Start-up checks, from the driver's ``init_host`` (before nova's node checks,
 before anything is written or destroyed); either refuses start-up:
 
-* every node the driver reports: a non-deleted compute node with the same
-  hypervisor_hostname registered to another host;
-* guests on this hypervisor whose instance record belongs to another host,
-  with no migration record linking the instance to this host.
+* every node the driver reports: a non-deleted compute node of another host
+  whose hypervisor_hostname is the same name ignoring case, or the short
+  form of it (``hostA`` and ``hostA.example.com``: the resolver may give
+  either; two different fully qualified names are two machines);
+* a guest on this hypervisor, running or not, whose instance is recorded on
+  another host, unless an *open* migration of that instance (in flight,
+  awaiting confirm or revert, or an evacuation whose source has not cleaned
+  up) has this host as its source or destination. A finished move is
+  history: it says where the instance was, not that this hypervisor is
+  this host's. A guest whose instance is deleted is nova's to remove
+  (``_destroy_evacuated_instances``, ``_cleanup_running_deleted_instances``):
+  reported, never a refusal (nova bug 1794996).
+
+``[guardrails] allow_takeover_from`` does not lift either refusal: nova has
+no API or nova-manage command that moves a compute node or an instance to
+another host, so a start-up over another host's node or guests registers
+the hypervisor twice and leaves the guests managed by no nova-compute. The
+refusal says so and gives the supported ways: one identity for an HA pair
+(``[DEFAULT] host`` and ``$state_path/compute_id``), or the other host's
+servers moved away and its service deleted first.
 
 Around ``ComputeManager._destroy_evacuated_instances``: a local guest is
 destroyed (by nova's own code) only when its instance record points to the
@@ -50,6 +66,17 @@ EVACUATION_FILTERS = {
 }
 
 
+#: Migration statuses of a move that is not over for this host: in
+#: flight, awaiting a confirm or revert ('finished', 'confirming',
+#: 'reverting'), or an evacuation done on its destination whose source
+#: has not cleaned up yet ('done'). Every other status ('completed',
+#: 'confirmed', 'reverted', 'failed', 'error', 'cancelled') is history.
+OPEN_MIGRATION_STATUSES = (
+    'queued', 'preparing', 'running', 'post-migrating', 'accepted',
+    'pre-migrating', 'migrating', 'finished', 'confirming', 'reverting',
+    'done')
+
+
 def _listing(items):
     shown = ', '.join(items[:LISTED])
     if len(items) > LISTED:
@@ -57,14 +84,50 @@ def _listing(items):
     return shown
 
 
-def _ways_out(other_hosts):
+def same_hypervisor(name, other):
+    """Do two hypervisor names designate one machine?
+
+    Equal ignoring case, or one is the short form of the other (it has no
+    dot and is the other's first label, ignoring case): the resolver gave
+    ``hostA`` once and ``hostA.example.com`` later. Two different fully
+    qualified names (``hostA.dc1.example.com``, ``hostA.dc2.example.com``)
+    are two machines.
+    """
+    name, other = name.lower(), other.lower()
+    if name == other:
+        return True
+    if '.' in name and '.' not in other:
+        return name.split('.', 1)[0] == other
+    if '.' in other and '.' not in name:
+        return other.split('.', 1)[0] == name
+    return False
+
+
+def _ways_out(this_host, other_hosts):
     others = ', '.join(sorted(other_hosts))
-    return ('If this nova-compute is meant to be host %(other)s, set '
-            '[DEFAULT] host = %(other)s in its nova.conf. For a planned '
-            'takeover from %(other)s, set [guardrails] allow_takeover_from '
-            '= %(other)s and start again. If %(other)s is gone for good, '
-            'delete its service record (openstack compute service delete).'
-            % {'other': others})
+    text = ('If this nova-compute is meant to be host %(other)s (the two '
+            'nova-computes of an HA pair share one identity), set '
+            '[DEFAULT] host = %(other)s in its nova.conf and give it '
+            '%(other)s\'s node identity file ($state_path/compute_id). To '
+            'hand the hypervisor to host %(this)s for good, first move '
+            '%(other)s\'s servers off it (migrate or live-migrate them while '
+            '%(other)s runs, or delete them), then delete the service of '
+            '%(other)s (openstack compute service delete; nova refuses '
+            'while it hosts instances), then start this nova-compute.'
+            % {'other': others, 'this': this_host})
+    return text
+
+
+def _takeover_refused(taken_over):
+    if not taken_over:
+        return ''
+    return (' [guardrails] allow_takeover_from names %(hosts)s, but no '
+            'start-up can make that takeover consistent: nova has no API or '
+            'nova-manage command that moves a compute node or an instance '
+            'to another host, so this nova-compute would register the '
+            'hypervisor a second time and leave the guests recorded on '
+            '%(hosts)s, managed by no nova-compute. Remove the option.'
+            % {'hosts': ', '.join(sorted(taken_over))})
 
 
 class HostIdentityGuard(base.Guard):
@@ -82,100 +145,132 @@ class HostIdentityGuard(base.Guard):
         self._check_nodes(manager, context)
         self._check_guests(manager, context)
 
-    def _taken_over(self, other_host, what):
-        if other_host in self.allow_takeover_from:
-            LOG.warning('guardrails %s: %s is recorded for host %s; '
-                        'proceeding: [guardrails] allow_takeover_from '
-                        'names it', self.name, what, other_host)
-            return True
-        return False
-
     def _check_nodes(self, manager, context):
+        """Refuse when a hypervisor node the driver reports is a compute
+        node of another host under any spelling of its name
+        (:func:`same_hypervisor`). One query per node: the compute nodes
+        whose name contains the node's short name (nova's own hypervisor
+        search, a LIKE match; case-insensitive on MySQL and SQLite)."""
         conflicts = []
         for nodename in manager.driver.get_available_nodes(refresh=True):
+            short = nodename.split('.', 1)[0]
             for node in objects.ComputeNodeList.get_by_hypervisor(
-                    context, nodename):
-                if (node.hypervisor_hostname == nodename and
-                        node.host != manager.host and
-                        not self._taken_over(
-                            node.host, 'hypervisor node %s' % nodename)):
-                    conflicts.append(node)
+                    context, short):
+                if (node.host != manager.host and
+                        same_hypervisor(node.hypervisor_hostname, nodename)):
+                    conflicts.append((nodename, node))
         if not conflicts:
             return
-        for node in conflicts:
+        for nodename, node in conflicts:
             self.report.record(report_mod.Decision(
                 guard=self.name, instance_uuid=None,
-                node=node.hypervisor_hostname, before=None,
+                node=nodename, before=None,
                 action='refuse_start',
-                reason='compute node %s of hypervisor %s is registered to '
-                       'host %s' % (node.uuid, node.hypervisor_hostname,
-                                    node.host), outcome='refused'))
-        hosts = {node.host for node in conflicts}
+                reason='hypervisor %s is compute node %s of host %s, '
+                       'registered as %s' % (
+                           nodename, node.uuid, node.host,
+                           node.hypervisor_hostname),
+                outcome='refused'))
+        hosts = {node.host for _, node in conflicts}
         raise exception.StartupRefused(reason=(
             'nova-guardrails host_identity: hypervisor node(s) %(nodes)s '
             'already registered to host(s) %(hosts)s, but this nova-compute '
             'is host %(this)s. Starting would register the same hypervisor '
             'twice and treat the other host\'s guests as its own (nova bug '
-            '1419785). %(out)s' % {
-                'nodes': _listing(['%s (compute node %s, host %s)' % (
-                    n.hypervisor_hostname, n.uuid, n.host)
-                    for n in conflicts]),
+            '1419785). %(out)s%(takeover)s' % {
+                'nodes': _listing(['%s (registered as %s: compute node %s, '
+                                   'host %s)' % (
+                                       name, n.hypervisor_hostname, n.uuid,
+                                       n.host)
+                                   for name, n in conflicts]),
                 'hosts': ', '.join(sorted(hosts)), 'this': manager.host,
-                'out': _ways_out(hosts)}))
+                'out': _ways_out(manager.host, hosts),
+                'takeover': _takeover_refused(
+                    hosts & self.allow_takeover_from)}))
 
     def _check_guests(self, manager, context):
+        """Refuse when a guest on this hypervisor, running or not, belongs
+        to an instance recorded on another host and no open migration
+        (:data:`OPEN_MIGRATION_STATUSES`) of that instance has this host as
+        its source or destination. A guest of a deleted instance is nova's
+        to remove. Two queries when there is a guest of another host, one
+        otherwise."""
         uuids = manager.driver.list_instance_uuids()
         if not uuids:
             return
-        instances = objects.InstanceList.get_by_filters(
-            context, {'uuid': uuids}, expected_attrs=[])
+        with nova_utils.temporary_mutation(context, read_deleted='yes'):
+            instances = objects.InstanceList.get_by_filters(
+                context, {'uuid': uuids}, expected_attrs=[])
         foreign = []
         for instance in instances:
-            if not instance.host or instance.host == manager.host:
-                continue
-            # A guest that is not running cannot run twice: a leftover
-            # (say, of a build rescheduled elsewhere) is reported only.
-            power = self._power(manager, instance)
-            if power == power_state.RUNNING:
-                foreign.append(instance)
-            else:
+            if instance.deleted:
                 self.report.record(report_mod.Decision(
                     guard=self.name, instance_uuid=instance.uuid,
-                    before=report_mod.InstanceState.of(instance, power),
-                    action='report',
-                    reason='a guest that is not running is on this '
-                           'hypervisor, but its instance is recorded on '
-                           'host %s' % instance.host))
+                    before=report_mod.InstanceState.of(
+                        instance, self._power(manager, instance)),
+                    action='report', executed_by='nova',
+                    reason='the guest is on this hypervisor but its instance '
+                           '(last on host %s) is deleted: nova removes it '
+                           '(_destroy_evacuated_instances for an evacuation '
+                           'from this host, else '
+                           '_cleanup_running_deleted_instances)' % (
+                               instance.host)))
+                continue
+            if instance.host and instance.host != manager.host:
+                foreign.append(instance)
         if not foreign:
             return
-        linked = {m.instance_uuid for m in objects.MigrationList
-                  .get_by_filters(context, {'host': manager.host})}
-        unexplained = [
-            i for i in foreign if i.uuid not in linked and
-            not self._taken_over(i.host, 'guest %s' % i.uuid)]
-        if not unexplained:
-            return
-        for instance in unexplained:
+        links = {}
+        for migration in objects.MigrationList.get_by_filters(
+                context, {'host': manager.host,
+                          'status': list(OPEN_MIGRATION_STATUSES)}):
+            links.setdefault(migration.instance_uuid, migration)
+        unexplained = []
+        for instance in foreign:
+            migration = links.get(instance.uuid)
+            power = self._power(manager, instance)
+            if migration is None:
+                unexplained.append((instance, power))
+                continue
             self.report.record(report_mod.Decision(
                 guard=self.name, instance_uuid=instance.uuid,
-                before=report_mod.InstanceState(
-                    instance.vm_state, instance.task_state, None),
+                before=report_mod.InstanceState.of(instance, power),
+                action='report',
+                reason='the guest is on this hypervisor and its instance is '
+                       'recorded on host %s: %s %s (%s, %s to %s) is open' % (
+                           instance.host, migration.migration_type,
+                           migration.uuid, migration.status,
+                           migration.source_compute,
+                           migration.dest_compute)))
+        if not unexplained:
+            return
+        for instance, power in unexplained:
+            self.report.record(report_mod.Decision(
+                guard=self.name, instance_uuid=instance.uuid,
+                before=report_mod.InstanceState.of(instance, power),
                 action='refuse_start',
-                reason='the guest runs on this hypervisor but its instance '
-                       'is recorded on host %s, and no migration links it to '
-                       'host %s' % (instance.host, manager.host),
+                reason='the guest is on this hypervisor (%s) but its '
+                       'instance is recorded on host %s, and no open '
+                       'migration links it to host %s' % (
+                           report_mod.power_state_name(power),
+                           instance.host, manager.host),
                 outcome='refused'))
-        hosts = {i.host for i in unexplained}
+        hosts = {i.host for i, _ in unexplained}
         raise exception.StartupRefused(reason=(
             'nova-guardrails host_identity: %(n)d guest(s) on this '
-            'hypervisor belong to other host(s) and no migration record '
+            'hypervisor belong to other host(s) and no open migration '
             'links them to this host %(this)s: %(guests)s. Another '
             'nova-compute owns them; this one would manage them as '
-            'evacuated or foreign (nova bug 1419785). %(out)s' % {
+            'evacuated or foreign (nova bug 1419785). If they are leftovers '
+            'of a move that is over, remove them from the hypervisor. '
+            '%(out)s%(takeover)s' % {
                 'n': len(unexplained), 'this': manager.host,
-                'guests': _listing(['%s (host %s)' % (i.uuid, i.host)
-                                    for i in unexplained]),
-                'out': _ways_out(hosts)}))
+                'guests': _listing(['%s (host %s, %s)' % (
+                    i.uuid, i.host, report_mod.power_state_name(p))
+                    for i, p in unexplained]),
+                'out': _ways_out(manager.host, hosts),
+                'takeover': _takeover_refused(
+                    hosts & self.allow_takeover_from)}))
 
     # Evacuated guests ------------------------------------------------------
 
@@ -249,8 +344,10 @@ class HostIdentityGuard(base.Guard):
                 before=report_mod.InstanceState.of(
                     instance, powers[instance.uuid]),
                 action='destroy', executed_by='nova',
-                reason='evacuated to %s: the instance is recorded there '
-                       'and its nova-compute service is known' % (
+                reason=('the instance is deleted: its guest is a leftover '
+                        'of the evacuation to %s' if instance.deleted else
+                        'evacuated to %s: the instance is recorded there '
+                        'and its nova-compute service is known') % (
                            migration.dest_compute),
                 after=report_mod.InstanceState.of(
                     instance, self._power(manager, instance))))
@@ -259,6 +356,8 @@ class HostIdentityGuard(base.Guard):
     @staticmethod
     def _missing_evidence(manager, instance, migration, known_hosts):
         """Why destroying the local guest is not proven, or None."""
+        if instance.deleted:
+            return None
         if instance.host == manager.host:
             return ('evacuation %s is %s and the instance is still recorded '
                     'on this host' % (migration.uuid, migration.status))

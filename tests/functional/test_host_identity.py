@@ -53,6 +53,10 @@ class _Base(harness.GuardrailsTestBase):
         with open(self.report_path()) as f:
             return json.load(f)['decisions']
 
+    def acted(self, host):
+        """The decisions that did something (not the 'report' rows)."""
+        return [r for r in self.decisions(host) if r['action'] != 'report']
+
     def report_path(self):
         import nova.conf
         return nova.conf.CONF.guardrails.report_path
@@ -74,8 +78,8 @@ class GuardedStandbyTest(_Standby):
         message = str(error)
         for text in ('hypervisor node(s) hostA', 'host hostA',
                      'this nova-compute is host hostB',
-                     '[DEFAULT] host = hostA',
-                     '[guardrails] allow_takeover_from = hostA'):
+                     '[DEFAULT] host = hostA', 'compute_id',
+                     'openstack compute service delete'):
             self.assertIn(text, message)
         # Nothing was written: no service, no second node for hostA.
         self.assertEqual([], self.services(B))
@@ -95,16 +99,21 @@ class GuardedStandbyTest(_Standby):
         message = str(error)
         for text in ('hypervisor node(s) hostA', 'host hostA',
                      'this nova-compute is host hostB',
-                     '[DEFAULT] host = hostA',
-                     'allow_takeover_from = hostA'):
+                     '[DEFAULT] host = hostA'):
             self.assertIn(text, message)
+        self.assertNotIn('allow_takeover_from', message)
         self.assertEqual({s['id']: 'running' for s in servers},
                          self.guests(connection, servers))
         self.assertEqual(before, self.records(servers))
-        # A planned takeover from A: logged, and B starts.
+        # allow_takeover_from cannot make it consistent (nova moves no
+        # compute node or instance to another host): still refused, the
+        # message says why (project issue 13, defect 10).
         self.use_nova_conf('[guardrails]\nallow_takeover_from = hostA\n')
-        self.start_compute_on(B, connection)
-        self.assertEqual('up', self.services(B)[0]['state'])
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, B, connection)
+        self.assertIn('[guardrails] allow_takeover_from names hostA, but '
+                      'no start-up can make that takeover consistent',
+                      str(error))
         self.assertEqual({s['id']: 'running' for s in servers},
                          self.guests(connection, servers))
         self.assertEqual(before, self.records(servers))
@@ -137,9 +146,9 @@ class GuardedStandbyTest(_Standby):
         error = self.assertRaises(exception.StartupRefused,
                                   self.start_compute_on, A, conn_a)
         message = str(error)
-        for text in ('1 guest(s)', '%s (host hostC)' % server['id'],
+        for text in ('1 guest(s)', '%s (host hostC, running)' % server['id'],
                      'this host hostA', '[DEFAULT] host = hostC',
-                     'allow_takeover_from = hostC'):
+                     'remove them from the hypervisor'):
             self.assertIn(text, message)
         self.assertEqual('running',
                          self.guest_power_state_on(conn_a, server))
@@ -147,7 +156,9 @@ class GuardedStandbyTest(_Standby):
         self.assertEqual((server['id'], 'refuse_start'),
                          (row['instance_uuid'], row['action']))
 
-    def test_foreign_guest_not_running_is_reported_only(self):
+    def test_foreign_guest_not_running_refuses_start(self):
+        """A guest that is not running is evidence too: this hypervisor may
+        be another host's (project issue 13, defect 10)."""
         self.start_compute(A)
         self.start_compute(C)
         [server] = self.boot(C)
@@ -155,10 +166,11 @@ class GuardedStandbyTest(_Standby):
         conn_c = self.computes[C].driver._host.get_connection()
         conn_a.defineXML(conn_c.lookupByUUIDString(server['id']).XMLDesc(0))
         self.stop_compute(A)
-        self.start_compute_on(A, conn_a)
-        self.assertEqual('up', self.services(A)[0]['state'])
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, A, conn_a)
+        self.assertIn('%s (host hostC, shutdown)' % server['id'], str(error))
         [row] = self.decisions(A)
-        self.assertEqual((server['id'], 'report'),
+        self.assertEqual((server['id'], 'refuse_start'),
                          (row['instance_uuid'], row['action']))
 
     def test_refusal_lists_ten_then_counts(self):
@@ -176,7 +188,7 @@ class GuardedStandbyTest(_Standby):
                                   self.start_compute_on, A, conn_a)
         self.assertIn('12 guest(s)', str(error))
         self.assertIn('and 2 more', str(error))
-        self.assertEqual(10, str(error).count('(host hostC)'))
+        self.assertEqual(10, str(error).count('(host hostC, running)'))
 
 
 class NovaAloneStandbyTest(_Standby):
@@ -253,7 +265,7 @@ class GuardedEvacuationTest(_Evacuation):
         self.assertEqual('pending', self.guest_power_state_on(connection,
                                                               server))
         self.assertEqual('completed', self.migration_status(server))
-        [row] = self.decisions(A)
+        [row] = self.acted(A)
         self.assertEqual(('destroy', 'nova', 'done'),
                          (row['action'], row['executed_by'],
                           row['outcome']))
@@ -267,7 +279,7 @@ class GuardedEvacuationTest(_Evacuation):
         self.start_compute_on(A, connection)
         dom = connection.lookupByUUIDString(server['id'])
         self.assertEqual(fakelibvirt.VIR_DOMAIN_SHUTOFF, dom.info()[0])
-        [row] = self.decisions(A)
+        [row] = self.acted(A)
         self.assertEqual('power_off_keep', row['action'])
         self.assertIn('evacuation', row['reason'])
         self.assertIn('is accepted and the instance is still recorded on '
@@ -281,7 +293,7 @@ class GuardedEvacuationTest(_Evacuation):
         self.start_compute_on(A, connection)
         self.assertEqual('shutdown', self.guest_power_state_on(connection,
                                                                server))
-        [row] = self.decisions(A)
+        [row] = self.acted(A)
         self.assertEqual('power_off_keep', row['action'])
         self.assertIn('destination hostC has no nova-compute service',
                       row['reason'])
@@ -317,7 +329,7 @@ class GuardedEvacuationTest(_Evacuation):
         self.start_compute_on(A, connection)
         self.assertEqual('shutdown', self.guest_power_state_on(connection,
                                                                server))
-        [row] = self.decisions(A)
+        [row] = self.acted(A)
         self.assertEqual('power_off_keep', row['action'])
         self.assertIn('database error reading the evidence', row['reason'])
 
