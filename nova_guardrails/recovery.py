@@ -44,6 +44,8 @@ ALL_POWER_STATES = frozenset(
     if s != fields.InstancePowerState._UNUSED)
 
 RUNNING = frozenset([fields.InstancePowerState.RUNNING])
+#: The hypervisor has no guest for the instance.
+NO_GUEST = frozenset([fields.InstancePowerState.NOSTATE])
 PAUSED = frozenset([fields.InstancePowerState.PAUSED])
 NOT_RUNNING = ALL_POWER_STATES - RUNNING
 ANY_POWER = ALL_POWER_STATES
@@ -107,6 +109,14 @@ ACTIONS = {
                        'already restored the guest here) the stashed flavors '
                        'dropped, then as clear_to_guest; a migration that '
                        'names neither host, or a same-host resize: error',
+    'finish_resize_forward': 'end the resize on its destination as '
+                             'ComputeManager._finish_resize ends once the '
+                             'driver\'s finish_migration returned: volume '
+                             'attachments completed, migration finished, '
+                             'vm_state resized, task_state None; then '
+                             'nova\'s normal start-up path. Nothing the '
+                             'guest wrote is rolled back; the user confirms '
+                             'or reverts',
     'reset_live_migration': 'abort the live migration and reset its state '
                             '(ComputeManager._reset_live_migration)',
 }
@@ -165,7 +175,7 @@ SHELVE = frozenset([ts.SHELVING, ts.SHELVING_IMAGE_PENDING_UPLOAD,
 #: task_states of a cold migration or resize that this host can only roll
 #: back to the migration's source (the finish on the destination needs the
 #: source's disk_info, which nova does not keep).
-RESIZE_ROLLBACK = frozenset([ts.RESIZE_MIGRATED, ts.RESIZE_FINISH,
+RESIZE_ROLLBACK = frozenset([ts.RESIZE_MIGRATED,
                              ts.RESIZE_REVERTING])
 #: task_states nova 34 leaves untouched at start-up: an instance caught in
 #: one stays stuck with nova alone (17, seed 001).
@@ -350,6 +360,17 @@ RULES = [
           'back to the source by nova\'s own revert, so guest, flavor, '
           'migration and placement allocations end consistent on the '
           'source'),
+    _rule([ts.RESIZE_FINISH], LIVE_VM, NO_GUEST, 'rollback_resize', G,
+          'the destination died before its driver created the guest: '
+          'nothing ran on the new disks, rolled back to the source by '
+          'nova\'s own revert'),
+    _rule([ts.RESIZE_FINISH], LIVE_VM, ANY_POWER - NO_GUEST,
+          'finish_resize_forward', G,
+          'the destination\'s driver created the guest, which may have '
+          'run and written to its disks: a revert would roll the root disk '
+          'back to the resize snapshot (rbd) or delete this copy (local '
+          'disks), so the resize is finished forward instead (resized, '
+          'awaiting the user\'s confirm or revert)'),
     _rule([ts.RESIZE_CONFIRMING], LIVE_VM, ANY_POWER, 'clear', G,
           'nova 34 never sets resize_confirming (the API marks the '
           'migration confirming instead): stale, cleared; a resized '

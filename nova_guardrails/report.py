@@ -6,6 +6,7 @@ at INFO, or WARNING when the action failed) and keeps it as a row of the JSON
 document written to ``[guardrails] report_path`` when ``init_host`` ends.
 """
 
+import collections
 import dataclasses
 import datetime
 import json
@@ -18,6 +19,9 @@ from oslo_log import log as logging
 LOG = logging.getLogger(__name__)
 
 REPORT_FORMAT_VERSION = 1
+
+#: Runtime decisions (taken after start-up) the report keeps, newest last.
+MAX_RUNTIME_DECISIONS = 100
 
 
 def power_state_name(value):
@@ -106,6 +110,8 @@ class StartupReport:
         self.host = host
         self.guards = list(guards)
         self.decisions = []
+        self.runtime_decisions = collections.deque(
+            maxlen=MAX_RUNTIME_DECISIONS)
         self.started_at = None
         self.finished_at = None
         self.status = 'not started'
@@ -115,14 +121,18 @@ class StartupReport:
         previous report with one whose status is ``running``, so a start-up
         that dies leaves no stale ``completed`` report behind."""
         self.decisions = []
+        self.runtime_decisions.clear()
         self.started_at = _now()
         self.finished_at = None
         self.status = 'running'
         self._write()
 
-    def record(self, decision):
+    def record(self, decision, runtime=False):
         """Keep ``decision`` as a report row and log it as one line."""
-        self.decisions.append(decision)
+        if runtime:
+            self.runtime_decisions.append(decision)
+        else:
+            self.decisions.append(decision)
         log = LOG.warning if decision.outcome != 'done' else LOG.info
         log('guardrails %(guard)s: %(subject)s before [%(before)s] '
             'action %(action)s by %(by)s (%(reason)s) -> %(outcome)s, after '
@@ -140,8 +150,13 @@ class StartupReport:
 
     def record_runtime(self, decision):
         """Record a decision taken after start-up (an operation of the
-        running service) and rewrite the report file with it."""
-        self.record(decision)
+        running service) and rewrite the report file with it.
+
+        The report keeps the start-up's decisions and the latest
+        :data:`MAX_RUNTIME_DECISIONS` runtime ones (older ones are only in
+        the log), so neither memory nor the rewrite grows with the life of
+        the process."""
+        self.record(decision, runtime=True)
         self._write()
 
     def as_dict(self):
@@ -152,7 +167,9 @@ class StartupReport:
             'started_at': self.started_at,
             'finished_at': self.finished_at,
             'status': self.status,
-            'decisions': [d.as_dict() for d in self.decisions],
+            'decisions': [d.as_dict() for d in
+                          list(self.decisions) +
+                          list(self.runtime_decisions)],
         }
 
     def finish(self, status):

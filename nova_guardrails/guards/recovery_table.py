@@ -24,6 +24,8 @@ Differences from nova 34 alone (everything else is nova's own code path):
 """
 
 import dataclasses
+import datetime
+import functools
 import threading
 
 from nova.compute import task_states
@@ -33,8 +35,11 @@ from nova import exception as nova_exception
 from oslo_db import exception as db_exception
 from oslo_log import log as logging
 import oslo_messaging
+from oslo_utils import excutils
+from oslo_utils import timeutils
 
 from nova import objects
+from nova import servicegroup
 from nova.virt import hardware
 
 from nova_guardrails import exception
@@ -160,6 +165,12 @@ def _rerun_shelve_offload(manager, context, instance, power):
     return False
 
 
+#: The snapshot nova's libvirt driver takes before a resize touches an rbd
+#: root disk, and rolls back to on revert.
+#: (nova.virt.libvirt.utils.RESIZE_SNAPSHOT_NAME; not imported, so that the
+#: guard loads with any driver.)
+RESIZE_SNAPSHOT = 'nova-resize'
+
 #: Statuses of a cold migration or resize still to be finished or reverted.
 OPEN_RESIZE = ('migrating', 'post-migrating', 'finished', 'reverting',
                'reverted')
@@ -183,6 +194,40 @@ def _resize_migration(context, instance):
                 return migration
             return None
     return None
+
+
+def _finish_resize_forward(manager, context, instance, migration):
+    """End a resize whose destination's driver created the guest, as
+    ``ComputeManager._finish_resize`` ends once the driver's
+    ``finish_migration`` returned: volume attachments completed, migration
+    finished, vm_state resized, task_state None. The user confirms or
+    reverts; nothing the guest wrote on this host is rolled back."""
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+    manager._complete_volume_attachments(context, bdms)
+    migration.status = 'finished'
+    migration.save()
+    _save(instance, vm_state=vm_states.RESIZED, task_state=None,
+          launched_at=timeutils.utcnow())
+    LOG.info('guardrails recovery_table: the destination\'s driver had '
+             'created the guest (power state %s): resize finished forward, '
+             'vm_state resized, awaiting confirm or revert',
+             manager._get_power_state(instance), instance=instance)
+    return True
+
+
+def _finish_forward(manager, context, instance, power):
+    migration = _resize_migration(context, instance)
+    if (migration is None or
+            migration.source_compute == migration.dest_compute or
+            instance.host != migration.dest_compute or
+            migration.dest_compute != manager.host):
+        # Only the destination of a resize between two hosts finishes it.
+        LOG.warning('guardrails recovery_table: resize_finish without a '
+                    'migration record naming this host as destination: '
+                    'vm_state error', instance=instance)
+        return _error(manager, context, instance, power)
+    return _finish_resize_forward(manager, context, instance, migration)
 
 
 def _rollback_resize(manager, context, instance, power):
@@ -264,23 +309,39 @@ def _revert_resize(manager, context, instance, power):
     finish_revert_migration, whose vTPM step reads ``instance.old_flavor``;
     resize_instance sets it only with its resize_migrated save, so on
     libvirt that call raises AttributeError and nova leaves the guest off
-    with the instance's allocations on the destination. Here: the flavor
-    has not changed yet, the migration's allocations go back to the
-    instance (ComputeManager._revert_allocation), the driver restores the
-    guest, and the migration ends ``error`` as when resize_instance fails.
+    with the instance's allocations on the destination.
+
+    Here, preconditions first: the migration record; the old flavor (the
+    flavor has not changed yet); on rbd, the resize snapshot the driver
+    rolls back to (``nova-resize``) exists only once the destination ran
+    ``_create_image``: without it the destination never touched the disk,
+    so a snapshot of the disk as it is makes the driver's rollback a no-op
+    (nothing is lost, nothing rolled back). Then the driver restores the
+    guest; only once it did are the migration's allocations moved back to
+    the instance (ComputeManager._revert_allocation) and the migration
+    ended ``error``, as when resize_instance fails. If the driver fails,
+    the task_state is cleared as nova alone does, allocations untouched.
     """
     migration = _resize_migration(context, instance)
     if migration is None or migration.source_compute != manager.host:
         return _error(manager, context, instance, power)
     if instance.old_flavor is None:
         instance.old_flavor = instance.flavor
-    manager._revert_allocation(context, instance, migration)
+    _ensure_resize_snapshot(manager, instance)
     power_on = (instance.system_metadata.get('old_vm_state') !=
                 vm_states.STOPPED)
-    manager.driver.finish_revert_migration(
-        context, instance, instance.get_network_info(), migration,
-        manager._get_instance_block_device_info(context, instance),
-        power_on)
+    try:
+        manager.driver.finish_revert_migration(
+            context, instance, instance.get_network_info(), migration,
+            manager._get_instance_block_device_info(context, instance),
+            power_on)
+    except Exception:
+        with excutils.save_and_reraise_exception():
+            # nova's own outcome: "Failed to revert crashed migration",
+            # task_state reset.
+            instance.refresh()
+            _save(instance, task_state=None)
+    manager._revert_allocation(context, instance, migration)
     migration.status = 'error'
     migration.save()
     instance.drop_migration_context()
@@ -291,6 +352,27 @@ def _revert_resize(manager, context, instance, power):
           vm_state=vm_states.ACTIVE if power_on else vm_states.STOPPED,
           power_state=manager._get_power_state(instance))
     return True
+
+
+def _ensure_resize_snapshot(manager, instance):
+    """On a snapshot-capable image backend (rbd), make sure the root disk
+    has the resize snapshot ``finish_revert_migration`` rolls back to;
+    create it from the disk as it is when it is missing (see
+    :func:`_revert_resize`). A no-op on local image backends."""
+    backend = getattr(manager.driver, 'image_backend', None)
+    if backend is None:
+        return
+    root_disk = backend.by_name(instance, 'disk')
+    rbd = getattr(root_disk, 'driver', None)
+    if rbd is None or not hasattr(rbd, 'rollback_to_snap') or \
+            not root_disk.exists():
+        return
+    if not rbd.exists(root_disk.rbd_name, snapshot=RESIZE_SNAPSHOT):
+        LOG.info('guardrails recovery_table: root disk %s has no %s '
+                 'snapshot (the destination never touched it): taking one '
+                 'of the disk as it is, so the revert rolls nothing back',
+                 root_disk.rbd_name, RESIZE_SNAPSHOT, instance=instance)
+        root_disk.create_snap(RESIZE_SNAPSHOT)
 
 
 #: How nova-guardrails runs the ``by='guardrails'`` actions:
@@ -310,6 +392,7 @@ EXECUTORS = {
     'rerun_soft_delete': _rerun_soft_delete,
     'rerun_shelve_offload': _rerun_shelve_offload,
     'rollback_resize': _rollback_resize,
+    'finish_resize_forward': _finish_forward,
     'revert_resize': _revert_resize,
 }
 
@@ -323,6 +406,10 @@ class _Deferred:
     host: str
     action_id: int | None
     watch: str | None
+    #: the request id of the latest instance action (the queued request).
+    request_id: str | None = None
+    #: a stranded resize waiting for its destination to come back.
+    waiting: bool = False
 
     def moved(self, instance, latest):
         """Did anything take the request up since start-up?"""
@@ -350,7 +437,7 @@ class RecoveryTableGuard(base.Guard):
         super().__init__(conf, report)
         self.index = recovery.INDEX
         self.rules = recovery.RULES
-        self._latest = None
+        self._ledger = queued.RequestLedger(self._late_delivery_dropped)
         self._deferred = []
         self._timer = None
         self._started = False
@@ -369,20 +456,36 @@ class RecoveryTableGuard(base.Guard):
     # Start-up ------------------------------------------------------------
 
     def init_host(self, manager, service_ref, call_next):
-        self._latest = None
         self._deferred = []
         self._started = False
         self._stopping = False
         grace = self.conf.guardrails.queued_grace_seconds
+        # Before nova's start-up: a request deferred below and then taken
+        # over by the recovery is never run a second time when its message
+        # is delivered late.
+        self._ledger.wrap(manager)
         result = call_next(service_ref)
         # Only now: the driver is initialised, nova's node-identity checks
         # and the other guards' refusals (host_identity) have passed, and
         # this host's own instances went through _init_instance. These
         # checks look at instances this host's start-up does not list.
-        self._stranded_resizes(manager, grace)
-        self._interrupted_evacuations(manager, grace)
-        self._interrupted_unshelves(manager)
-        self._unfinished_live_migrations(manager)
+        sweeps = (
+            functools.partial(self._stranded_resizes, manager, grace),
+            functools.partial(self._interrupted_evacuations, manager, grace),
+            functools.partial(self._interrupted_unshelves, manager),
+            functools.partial(self._unfinished_live_migrations, manager,
+                              service_ref))
+        for sweep in sweeps:
+            # A sweep whose query fails is skipped, as one instance's
+            # failure is: start-up goes on (systemic errors excepted).
+            try:
+                sweep()
+            except SYSTEMIC:
+                raise
+            except Exception:
+                LOG.exception('guardrails recovery_table: start-up check %s '
+                              'failed; nova-compute starts without it',
+                              sweep.func.__name__)
         self._started = True
         return result
 
@@ -397,15 +500,31 @@ class RecoveryTableGuard(base.Guard):
                      'request that may still be queued; looked at again '
                      'in %(grace)ss', {'n': len(self._deferred),
                                        'grace': grace})
-            # A daemon timer, not a thread of nova's pools: nova-compute's
-            # shutdown never waits for it.
-            timer = threading.Timer(grace, self._recheck,
-                                    args=(manager, list(self._deferred),
-                                          grace))
-            timer.daemon = True
-            self._timer = timer
-            timer.start()
+            self._schedule(manager, list(self._deferred), grace)
         return result
+
+    def _schedule(self, manager, deferred, grace):
+        """Re-check ``deferred`` in ``grace`` seconds, on a daemon timer
+        (not a thread of nova's pools: nova-compute's shutdown never waits
+        for it); cancelled by driver_cleanup_host."""
+        timer = threading.Timer(grace, self._recheck,
+                                args=(manager, deferred, grace))
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _late_delivery_dropped(self, method, instance, request_id):
+        decision = report_mod.Decision(
+            guard=self.name, instance_uuid=instance.uuid,
+            before=report_mod.InstanceState(
+                instance.vm_state, instance.task_state, None),
+            action='late_delivery_dropped',
+            executed_by=recovery.BY_GUARDRAILS,
+            reason='%s of request %s was delivered after the start-up '
+                   'recovery took that request over: not run a second '
+                   'time' % (method, request_id))
+        decision.after = decision.before
+        self.report.record_runtime(decision)
 
     @staticmethod
     def _each(candidates, check):
@@ -517,15 +636,10 @@ class RecoveryTableGuard(base.Guard):
         offloaded again, the user unshelves again."""
         context = nova_context.get_admin_context()
 
-        def one(uuid):
-            instance = objects.Instance.get_by_uuid(context, uuid)
-            if (instance.host is not None or
-                    instance.vm_state != vm_states.SHELVED_OFFLOADED or
-                    instance.task_state not in (task_states.SPAWNING,
-                                                task_states.UNSHELVING)):
-                return
+        def one(found):
+            instance, _latest = found
             decision = report_mod.Decision(
-                guard=self.name, instance_uuid=uuid,
+                guard=self.name, instance_uuid=instance.uuid,
                 before=report_mod.InstanceState.of(instance, None),
                 action='clear_unshelve', executed_by=recovery.BY_GUARDRAILS,
                 reason='unshelve interrupted on this host before its claim '
@@ -541,23 +655,38 @@ class RecoveryTableGuard(base.Guard):
                             context, instance.uuid, node.uuid)
                 _save(instance, task_state=None)
             self._run(decision, run, manager, instance)
-        self._each(queued.unfinished_here(
-            context, manager.host, 'compute_unshelve_instance'), one)
+        self._each(queued.unfinished_unshelves(context, manager.host), one)
 
-    def _unfinished_live_migrations(self, manager):
+    def _unfinished_live_migrations(self, manager, service_ref):
         """Live migrations to this host that this host finished
         (post_live_migration_at_destination recorded the instance here)
         but whose source never cleaned up: this host died before answering
         the source's call, so the migration still holds the source node's
         allocation. Done here as the source would
         (ComputeManager._delete_allocation_after_move): the migration's
-        allocation removed, the migration completed."""
+        allocation removed, the migration completed.
+
+        Bounded by what can be unfinished, not by the host's history: the
+        open live migrations of this host (one query), and the ones in
+        ``error`` updated since this service was last seen up, less two
+        report intervals (one query; the source marks the migration error
+        only once this host has stopped answering). A host without a
+        service record or heartbeat has no such history."""
         context = nova_context.get_admin_context()
-        migrations = objects.MigrationList.get_by_filters(
+        migrations = list(objects.MigrationList.get_by_filters(
             context, {'host': manager.host,
                       'migration_type': 'live-migration',
                       'status': ['queued', 'preparing', 'running',
-                                 'post-migrating', 'error']})
+                                 'post-migrating']}))
+        last_seen = getattr(service_ref, 'updated_at', None) if \
+            service_ref is not None else None
+        if last_seen is not None:
+            since = last_seen - datetime.timedelta(
+                seconds=2 * self.conf.report_interval)
+            migrations.extend(objects.MigrationList.get_by_filters(
+                context, {'host': manager.host,
+                          'migration_type': 'live-migration',
+                          'status': 'error', 'changes-since': since}))
 
         def one(migration):
             if migration.dest_compute != manager.host:
@@ -620,35 +749,59 @@ class RecoveryTableGuard(base.Guard):
             instance.drop_migration_context()
         self._run(decision, run, manager, instance, runtime=self._started)
 
-    def _latest_actions(self, context, manager):
-        """The latest instance action of every instance of the host with a
-        task_state: loaded once per start-up (three queries)."""
-        if self._latest is None:
-            instances = objects.InstanceList.get_by_host(
-                context, manager.host, expected_attrs=[])
-            self._latest = queued.latest_actions(
-                context, [i.uuid for i in instances if i.task_state])
-        return self._latest
-
     def init_instance(self, manager, context, instance, call_next):
         if instance.task_state is None or instance.host != manager.host:
             return call_next(context, instance)
         grace = self.conf.guardrails.queued_grace_seconds
-        if grace:
-            latest = self._latest_actions(context, manager).get(
-                instance.uuid)
+        if grace and instance.task_state in queued.MAYBE_QUEUED:
+            try:
+                latest = queued.latest_action(context, instance.uuid)
+            except SYSTEMIC:
+                raise
+            except Exception as error:
+                # Cannot tell queued from interrupted: nova's own
+                # _init_instance, as without the guard.
+                decision = report_mod.Decision(
+                    guard=self.name, instance_uuid=instance.uuid,
+                    before=report_mod.InstanceState.of(
+                        instance, self._power(manager, instance)),
+                    action='nova', executed_by=recovery.BY_NOVA,
+                    reason='the instance actions could not be read: left '
+                           'to nova\'s _init_instance',
+                    error='%s: %s' % (type(error).__name__, error))
+                self._run(decision, lambda: call_next(context, instance),
+                          manager, instance)
+                return None
             verdict, why = queued.classify(instance.task_state, latest,
                                            manager.host)
             if verdict == queued.QUEUED:
-                self._defer(manager, context, instance, latest, why)
+                self._defer(manager, context, instance, latest, why,
+                            watch=queued.CAST_BY_ANOTHER_HOST.get(
+                                instance.task_state),
+                            call_next=call_next)
                 return None
         return self._decide(manager, context, instance, call_next)
 
-    def _defer(self, manager, context, instance, latest, why, watch=None):
-        """Leave ``instance`` alone for now; :meth:`_recheck` looks again.
+    #: vm_states for which nova's start-up path of an instance without a
+    #: task_state only plugs its VIFs and, after a host reboot, restarts
+    #: its guest (ComputeManager._init_instance).
+    STABLE_PATH_VM_STATES = frozenset([
+        vm_states.ACTIVE, vm_states.STOPPED, vm_states.PAUSED,
+        vm_states.SUSPENDED, vm_states.RESCUED, vm_states.RESIZED,
+        vm_states.SHELVED])
+
+    def _defer(self, manager, context, instance, latest, why, watch=None,
+               call_next=None):
+        """Leave ``instance``'s task_state alone for now; :meth:`_recheck`
+        looks again after the grace period.
 
         :param watch: the compute event that means the request was taken
             up; None: any ``compute_*`` event on the latest action.
+        :param call_next: for an instance of this host, nova's
+            ``_init_instance`` chain: its start-up path of a stable instance
+            runs now (VIFs plugged, guest restarted after a host reboot
+            with resume_guests_state_on_host_boot), on a copy whose
+            task_state reads None and is never saved.
         """
         decision = report_mod.Decision(
             guard=self.name, instance_uuid=instance.uuid,
@@ -657,63 +810,113 @@ class RecoveryTableGuard(base.Guard):
             action='queued', executed_by=recovery.BY_GUARDRAILS,
             reason='%s: left alone, looked at again after [guardrails] '
                    'queued_grace_seconds' % why)
-        decision.after = decision.before
-        self.report.record(decision)
+        request_id = latest.request_id if latest else None
+        self._ledger.watch(instance.uuid, request_id)
         self._deferred.append(_Deferred(
             instance.uuid, instance.task_state, instance.host,
-            latest.action_id if latest else None, watch))
+            latest.action_id if latest else None, watch, request_id))
+        if call_next is not None and \
+                instance.vm_state in self.STABLE_PATH_VM_STATES:
+            decision.reason += ('; nova\'s start-up path of a stable '
+                                'instance run meanwhile')
+            stable = instance.obj_clone()
+            stable.task_state = None
+            stable.obj_reset_changes(['task_state'])
+            self._run(decision, lambda: call_next(context, stable), manager,
+                      stable)
+            return
+        decision.after = decision.before
+        self.report.record(decision)
 
     def _recheck(self, manager, deferred, grace):
         """After the grace period: a deferred instance whose task_state did
         not move and whose request no compute took up is decided by the
-        table, as an interrupted one."""
+        table, as an interrupted one. Each instance and its latest action
+        are read again right before it is decided."""
         context = nova_context.get_admin_context()
-        try:
-            latest = queued.latest_actions(context,
-                                           [d.uuid for d in deferred])
-        except Exception:
-            LOG.exception('guardrails recovery_table: cannot read instance '
-                          'actions for the queued re-check; those instances '
-                          'are left as they are')
-            return
+        waiting = []
         for entry in deferred:
             if self._stopping:
                 return
             try:
-                instance = objects.Instance.get_by_uuid(context, entry.uuid)
-                if entry.moved(instance, latest.get(entry.uuid)):
-                    decision = report_mod.Decision(
-                        guard=self.name, instance_uuid=entry.uuid,
-                        before=report_mod.InstanceState(
-                            None, entry.task_state, None),
-                        action='queued', executed_by=recovery.BY_NOVA,
-                        reason='the queued request reached a compute or '
-                               'the instance moved on: nothing to recover')
-                    decision.after = self._state_after(manager, instance)
-                    self.report.record_runtime(decision)
-                    continue
-                if entry.watch == 'compute_rebuild_instance':
-                    [migration] = [m for m in objects.MigrationList
-                                   .get_by_filters(context, {
-                                       'instance_uuid': entry.uuid,
-                                       'migration_type': 'evacuation',
-                                       'status': ['accepted',
-                                                  'pre-migrating']})
-                                   if m.dest_compute == manager.host][-1:]
-                    self._fail_evacuation(
-                        manager, context, instance, migration,
-                        'still not started after %ss: evacuation to this '
-                        'host' % grace)
-                    continue
-                # nova's own _init_instance, as at start-up (never for an
-                # instance recorded on another host).
-                nova_init = type(manager)._init_instance.__get__(manager)
-                self._decide(manager, context, instance, nova_init,
-                             runtime=True,
-                             prefix='still queued after %ss: ' % grace)
+                again = self._recheck_one(manager, context, entry, grace)
             except Exception:
                 LOG.exception('guardrails recovery_table: the queued '
-                              're-check of instance %s failed', entry.uuid)
+                              're-check of instance %s failed; it is left '
+                              'as it is', entry.uuid)
+                continue
+            if again is not None:
+                waiting.append(again)
+        if waiting and not self._stopping:
+            self._schedule(manager, waiting, grace)
+
+    def _moved(self, manager, entry, instance, why):
+        decision = report_mod.Decision(
+            guard=self.name, instance_uuid=entry.uuid,
+            before=report_mod.InstanceState(None, entry.task_state, None),
+            action='queued', executed_by=recovery.BY_NOVA, reason=why)
+        decision.after = self._state_after(manager, instance)
+        self.report.record_runtime(decision)
+
+    def _recheck_one(self, manager, context, entry, grace):
+        """Decide one deferred instance; returns the entry to look at again
+        later, or None."""
+        instance = objects.Instance.get_by_uuid(context, entry.uuid)
+        latest = queued.latest_action(context, entry.uuid)
+        if entry.moved(instance, latest):
+            self._moved(manager, entry, instance,
+                        'the queued request reached a compute or the '
+                        'instance moved on: nothing to recover')
+            return None
+        if entry.watch == 'compute_finish_resize' and \
+                entry.host != manager.host and \
+                not self._host_up(context, entry.host):
+            # finish_resize may still be queued for the destination:
+            # casting revert_resize behind it would let finish_resize fail
+            # on its task_state and drop the migration's allocation.
+            if not entry.waiting:
+                self._moved(manager, entry, instance,
+                            'the destination %s is down: its finish_resize '
+                            'may still be queued there; looked at again '
+                            'every %ss until it is up' % (entry.host, grace))
+            return dataclasses.replace(entry, waiting=True)
+        if not self._ledger.take_over(entry.uuid, entry.request_id):
+            self._moved(manager, entry, instance,
+                        'the queued request was delivered meanwhile: '
+                        'nova runs it')
+            return None
+        if entry.watch == 'compute_rebuild_instance':
+            migrations = [m for m in objects.MigrationList.get_by_filters(
+                context, {'instance_uuid': entry.uuid,
+                          'migration_type': 'evacuation',
+                          'status': ['accepted', 'pre-migrating']})
+                if m.dest_compute == manager.host]
+            if not migrations:
+                self._moved(manager, entry, instance,
+                            'the evacuation to this host is no longer '
+                            'open: nothing to recover here')
+                return None
+            self._fail_evacuation(
+                manager, context, instance, migrations[-1],
+                'still not started after %ss: evacuation to this host'
+                % grace)
+            return None
+        # nova's own _init_instance, as at start-up (never for an instance
+        # recorded on another host).
+        nova_init = type(manager)._init_instance.__get__(manager)
+        self._decide(manager, context, instance, nova_init, runtime=True,
+                     prefix='still queued after %ss: ' % grace)
+        return None
+
+    @staticmethod
+    def _host_up(context, host):
+        """Is the nova-compute service of ``host`` up (nova's
+        servicegroup API)? A host without a service record is down."""
+        try:
+            service = objects.Service.get_by_compute_host(context, host)
+        except nova_exception.ComputeHostNotFound:
+            return False
+        return servicegroup.API().service_is_up(service)
 
     def _power(self, manager, instance):
         try:

@@ -19,6 +19,7 @@ guardrails scenarios need:
 
 import configparser
 import importlib.metadata
+import sys
 import threading
 import time
 
@@ -118,6 +119,9 @@ class GuardrailsTestBase(base.ServersTestBase,
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.managedSaveRemove',
             _managed_save_remove))
+        # nova-compute has no database: every read or write of the guards
+        # must go through nova's objects (nova-conductor on a real node).
+        self.db_access = self.useFixture(NoDirectDatabaseAccess())
         self.state_path = self.useFixture(fixtures.TempDir()).path
         self.flags(state_path=self.state_path)
         self.flags(api_paste_config=api_paste_config(), group='wsgi')
@@ -308,6 +312,58 @@ class GuardrailsTestBase(base.ServersTestBase,
         self.fail('condition not met in %ss' % timeout)
 
 
+
+
+class NoDirectDatabaseAccess(fixtures.Fixture):
+    """Fails the test when code of nova-guardrails that runs inside
+    nova-compute reaches nova's database other than through nova's objects.
+
+    On a compute node ``nova.cmd.compute`` sets
+    ``nova.db.main.api.DISABLE_DB_ACCESS`` and points the objects'
+    indirection API at nova-conductor; in nova's in-process fixtures every
+    service shares one database, so a direct read would pass here and fail
+    on every real node. Every database context manager nova hands out
+    (``nova.db.main.api.get_context_manager``, used by nova's own DB API
+    and by anyone opening a session) looks at its caller's stack: a frame of
+    ``nova_guardrails`` reached before any frame of ``nova/objects`` or
+    ``oslo_versionedobjects`` is a direct access. Operator tools that run
+    elsewhere (``nova_guardrails.audit``, ``.cmd``, ``.lab``,
+    ``.rbd_trash``) are exempt.
+    """
+
+    EXEMPT = ('nova_guardrails/audit.py', 'nova_guardrails/cmd/',
+              'nova_guardrails/lab/', 'nova_guardrails/rbd_trash.py')
+
+    def _setUp(self):
+        from nova.db.main import api as main_db_api
+        self.violations = []
+        original = main_db_api.get_context_manager
+
+        def get_context_manager(context):
+            self._check(sys._getframe(1))
+            return original(context)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.db.main.api.get_context_manager', get_context_manager))
+        self.addCleanup(self._assert_none)
+
+    def _check(self, frame):
+        while frame is not None:
+            path = frame.f_code.co_filename.replace('\\', '/')
+            if '/nova/objects/' in path or '/oslo_versionedobjects/' in path:
+                return
+            if '/nova_guardrails/' in path:
+                if not any(e in path for e in self.EXEMPT):
+                    self.violations.append('%s:%d %s' % (
+                        path, frame.f_lineno, frame.f_code.co_name))
+                return
+            frame = frame.f_back
+
+    def _assert_none(self):
+        if self.violations:
+            raise AssertionError(
+                'nova-guardrails reached the database directly from inside '
+                'nova-compute (a compute node has no database): %s'
+                % '; '.join(sorted(set(self.violations))))
 
 
 def _managed_save_shuts_off(domain, flags):

@@ -12,6 +12,9 @@ for the original flavor. Nova alone the instance stays stuck in its
 task_state.
 """
 
+import time
+
+import fixtures
 from nova.compute import task_states
 from nova import context as nova_context
 from nova import objects
@@ -165,17 +168,6 @@ class GuardedResizeRecoveryTest(_Base):
 
     # resize_migrated -------------------------------------------------------
 
-    def test_resize_migrated(self):
-        """The source saved resize_migrated (host = destination) and died
-        before casting finish_resize: the destination rolls it back."""
-        self.resize(self.crash_at_task_state(task_states.RESIZE_MIGRATED,
-                                             when='after'))
-        self.assertEqual(('shutdown', 'pending'), self.guests())
-        at_crash, decision = self.restart(SOURCE, DEST)
-        self.assertEqual(('active', 'resize_migrated'), at_crash[:2])
-        self.assertDecision(decision, 'rollback_resize', 'resize_migrated')
-        self.assertUsable(self.assertRolledBack())
-
     # resize_finish ---------------------------------------------------------
 
     def test_resize_finish_before_driver(self):
@@ -193,14 +185,42 @@ class GuardedResizeRecoveryTest(_Base):
 
     def test_resize_finish_guest_on_destination(self):
         """The destination's driver created and started the guest, then
-        nova-compute died before recording the resize finished: the
-        destination's guest is destroyed, the source's restarted."""
+        nova-compute died before recording the resize finished. The guest
+        may have run and written to its new disks: nothing is rolled back.
+        The resize is finished forward (resized, migration finished,
+        allocations as after a resize), for the user to confirm or revert.
+        """
         self.resize(self.crash_at(DRIVER, 'finish_migration', when='after'))
         self.assertEqual(('shutdown', 'running'), self.guests())
         at_crash, decision = self.restart(DEST)
         self.assertEqual(('active', 'resize_finish'), at_crash[:2])
-        self.assertDecision(decision, 'rollback_resize', 'resize_finish')
-        self.assertUsable(self.assertRolledBack())
+        self.assertDecision(decision, 'finish_resize_forward',
+                            'resize_finish')
+        server = self.api.get_server(self.server['id'])
+        self.assertEqual(('VERIFY_RESIZE', DEST),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual(('resized', None, 'running'),
+                         self.server_states(server))
+        self.assertNotEqual(self.old_flavor, server['flavor'])
+        # The destination's guest, the one that ran, is kept.
+        self.assertEqual(('shutdown', 'running'), self.guests())
+        migration = self.migration()
+        self.assertEqual('finished', migration.status)
+        # Placement as after a resize: the instance on the destination,
+        # the migration holding the source until confirm or revert.
+        self.assertEqual([self.dest_rp], list(
+            self._get_allocations_by_server_uuid(server['id'])))
+        self.assertEqual([self.source_rp], list(
+            self._get_allocations_by_server_uuid(migration.uuid)))
+        # The user confirms: the source is cleaned up as after any resize.
+        server = self._confirm_resize(server)
+        self.assertEqual(('ACTIVE', DEST),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.wait_until(lambda: self.migration().status == 'confirmed')
+        self.assertEqual([self.dest_rp], list(
+            self._get_allocations_by_server_uuid(server['id'])))
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            migration.uuid))
 
     # resize_reverting ------------------------------------------------------
 
@@ -279,6 +299,76 @@ class GuardedSourceRestartTest(_Base):
         self.assertEqual(['queued', 'rollback_resize'],
                          [d['action'] for d in self.recovery_decisions()])
         self.assertUsable(server)
+
+    def test_resize_migrated_both_restart(self):
+        """The source saved resize_migrated (host = destination) and died
+        before casting finish_resize; both restart. The destination cannot
+        tell a lost finish_resize from one still queued for it, so it
+        waits the grace period (nova alone would roll nothing back; casting
+        a revert behind a queued finish_resize fails it). Then the resize
+        is rolled back, once."""
+        self.resize(self.crash_at_task_state(task_states.RESIZE_MIGRATED,
+                                             when='after'))
+        self.assertEqual(('shutdown', 'pending'), self.guests())
+        at_crash, decision = self.restart(SOURCE, DEST)
+        self.assertEqual(('active', 'resize_migrated'), at_crash[:2])
+        self.assertEqual('queued', decision['action'])
+        server = self.assertRolledBack()
+        # Rolled back once (both computes write the same report file here,
+        # so count nova's notifications, not report rows).
+        self.assertEqual(1, len([
+            n for n in self.notifier.versioned_notifications
+            if n['event_type'] == 'instance.resize_revert.start']))
+        self.assertUsable(server)
+
+    def test_finish_resize_queued_while_destination_down(self):
+        """The source cast finish_resize to a destination that is down;
+        the source restarts and the destination stays down past the grace
+        period. The source keeps waiting instead of casting revert_resize
+        behind the queued finish_resize (finish_resize would fail on its
+        task_state and its failure handler drop the migration's
+        allocation: the instance back on the source with its allocation
+        on the destination). Once the destination is back, the queued
+        finish_resize finishes the resize."""
+        from nova.compute import rpcapi
+        held = []
+        original = rpcapi.ComputeAPI.finish_resize
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.rpcapi.ComputeAPI.finish_resize',
+            lambda *args, **kwargs: held.append((args, kwargs))))
+        self.api.post_server_action(self.server['id'],
+                                    {'resize': {'flavorRef': NEW_FLAVOR}})
+        self.wait_until(lambda: held, timeout=30)
+        self.wait_until(lambda: self.server_states(self.server)[:2] == (
+            'active', 'resize_migrated'), timeout=30)
+        # The destination goes down with the message still queued for it.
+        dest_conn = self.stop_compute(DEST)
+        scenarios.force_down(self, DEST)
+        self.restart_compute_service(SOURCE)
+        [decision] = self.recovery_decisions()
+        self.assertEqual('queued', decision['action'])
+        # Well past the grace period: still waiting, nothing cast.
+        time.sleep(3)
+        self.assertEqual(('active', 'resize_migrated'),
+                         self.server_states(self.server)[:2])
+        self.assertEqual('post-migrating', self.migration().status)
+        self.assertIn('is down', self.recovery_decisions()[1]['reason'])
+        # The destination is back; its queue drains.
+        scenarios.force_down(self, DEST, down=False)
+        self.start_compute_on(DEST, dest_conn)
+        for args, kwargs in held:
+            original(*args, **kwargs)
+        server = self._wait_for_state_change(self.server, 'VERIFY_RESIZE')
+        self.assertEqual(DEST, server['OS-EXT-SRV-ATTR:host'])
+        migration = self.migration()
+        self.assertEqual('finished', migration.status)
+        self.assertEqual([self.dest_rp], list(
+            self._get_allocations_by_server_uuid(server['id'])))
+        self.assertEqual([self.source_rp], list(
+            self._get_allocations_by_server_uuid(migration.uuid)))
+        time.sleep(2)
+        self.assertEqual('VERIFY_RESIZE',
+                         self.api.get_server(self.server['id'])['status'])
 
     def test_resize_migrating_rolled_back_on_the_source(self):
         """The source died after powering the guest off for the copy
