@@ -135,7 +135,16 @@ class RbdRootDiskGuard(base.Guard):
 
     def keep_images(self, instance, context):
         """Remove nothing; one decision naming every image kept (those nova
-        would have removed)."""
+        would have removed). Never raises: nova's clean-up goes on (the
+        domain, the instance directory) without the images."""
+        try:
+            self._keep_images(instance, context)
+        except Exception:
+            LOG.exception('guardrails %s: kept every image of the instance '
+                          '(%s); the decision could not be recorded',
+                          self.name, context, instance=instance)
+
+    def _keep_images(self, instance, context):
         details = {'pool': None, 'images': None, 'caller': _caller()}
         error = None
         try:
