@@ -109,9 +109,11 @@ guardrails_opts = [
         default='fix',
         choices=[
             ('fix', 'move the binding of a port bound to another host to '
-                    'this host; when that fails, fail the revert at once '
-                    'with a fault naming the port, instead of waiting '
-                    '[DEFAULT] vif_plugging_timeout'),
+                    'this host; when neutron refuses the update, fail the '
+                    'revert at once with a fault naming the port, instead '
+                    'of waiting [DEFAULT] vif_plugging_timeout; a port '
+                    'still bound elsewhere after an acknowledged update '
+                    '(the update lost) is never waited for'),
             ('skip-wait', 'move the binding as ``fix`` does; when that '
                           'fails, do not wait for that port\'s event and '
                           'go on'),

@@ -146,7 +146,9 @@ class StartupReport:
              'outcome': decision.outcome, 'after': decision.after,
              'error': ((' %s' % decision.details) if decision.details
                       else '') + ((': %s' % decision.error)
-                                  if decision.error else '')})
+                                  if decision.error else '')},
+            **({'instance_uuid': decision.instance_uuid}
+               if decision.instance_uuid else {}))
 
     def record_runtime(self, decision):
         """Record a decision taken after start-up (an operation of the
