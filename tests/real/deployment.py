@@ -81,6 +81,9 @@ PLACEMENT_TOKEN = 'admin:admin'
 ADMIN_PROJECT = 'a0d6b0a4e1b44b6b9a4b3c3f7c1d2e01'
 
 GUARDS = 'recovery_table, host_identity, revert_vif, rbd_root_disk'
+#: The launcher's environment variables (launcher.py).
+CRASH_VARIABLES = ('GUARDRAILS_CRASH_AT', 'GUARDRAILS_CRASH_AT_TASK_STATE',
+                   'GUARDRAILS_RAISE_AT', 'GUARDRAILS_HOLD_AT')
 
 BINARIES = ('mariadbd', 'mariadb-install-db', 'mariadb', 'epmd',
             'libvirtd', 'virtlogd', 'qemu-system-x86_64', 'qemu-img',
@@ -310,50 +313,113 @@ class Compute:
         self.name = name
         self.process = None
         self.started_at = None
-        self.report_path = os.path.join(tier.dir, 'state', name,
+        self.report_path = os.path.join(tier.dir, 'state', host,
                                         'startup-report.json')
         self.marker = os.path.join(tier.dir, 'log', name + '.crash')
 
     @property
     def log(self):
+        """Its log file ([DEFAULT] log_file)."""
+        return os.path.join(self.tier.dir, 'log', self.name + '-app.log')
+
+    @property
+    def output(self):
+        """Its standard output and error (what is printed before logging
+        is set up, guru meditation reports)."""
         return os.path.join(self.tier.dir, 'log', self.name + '.log')
 
-    def start(self):
-        """Start it (again, with exactly the same configuration)."""
+    def tails(self, lines=40):
+        return '--- %s\n%s--- %s\n%s' % (
+            self.output, tail(self.output, lines // 2), self.log,
+            tail(self.log, lines))
+
+    def start(self, crash_points=True):
+        """Start it (again: exactly the same nova.conf).
+
+        :param crash_points: with the crash points and faults of its
+            environment (launcher.py); a restart after a crash passes False.
+        """
         assert self.process is None or not pid_alive(self.process.pid), (
             'nova-compute %s is still running' % self.name)
+        env = dict(self.env)
+        if not crash_points:
+            for variable in CRASH_VARIABLES:
+                env.pop(variable, None)
         for path in (self.report_path, self.marker):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        self.previous_report = self.tier.service_updated_at(self.host)
         self.started_at = datetime.datetime.now(datetime.timezone.utc)
+        # What this start logs begins here (one log file per name).
+        self.log_offset = (os.path.getsize(self.log)
+                           if os.path.exists(self.log) else 0)
         self.process = self.tier.spawn(
             self.name, [os.path.join(NOVA_VENV, 'bin', 'python'),
                         os.path.join(HERE, 'launcher.py'),
-                        '--config-file', self.conf], env=self.env)
+                        '--config-file', self.conf], env=env)
         return self
 
+    def restart(self):
+        """After a crash: the same configuration, no crash point, once
+        the old pid is gone."""
+        self.kill()
+        return self.start(crash_points=False)
+
     def wait_up(self, timeout=120):
-        """Until its service reports up after this start (init_host done,
-        RPC servers consuming) and its resource provider is in placement."""
-        started = self.started_at.replace(tzinfo=None, microsecond=0)
-
-        def up():
-            if not self.process.alive():
-                raise TierError('nova-compute %s exited with %s:\n%s' % (
-                    self.name, self.process.popen.returncode,
-                    tail(self.log, 60)))
-            updated = self.tier.service_updated_at(self.host)
-            return (updated is not None and updated != self.previous_report
-                    and updated >= started and self.tier.service_state(
-                        self.host) == 'up')
-
-        wait_for(up, timeout, 'nova-compute %s to report up' % self.name,
-                 interval=0.5, on_timeout=lambda: tail(self.log))
+        """Until it is serving: its RPC server consumes its queue in
+        RabbitMQ (nova starts it once init_host is done), its service is up
+        in nova's API and its resource provider is in placement."""
+        self.wait_serving(timeout)
+        wait_for(lambda: self.tier.service_state(self.host) == 'up', timeout,
+                 'nova-compute %s up in os-services' % self.name,
+                 on_timeout=lambda: self.tails())
         wait_for(lambda: self.tier.resource_provider(self.hypervisor),
                  timeout, 'resource provider %s' % self.hypervisor)
         self.tier.discover_host(self.host)
         return self
+
+    def wait_serving(self, timeout=120):
+        """Until its RPC server consumes its queue (init_host done); no
+        more (a nova-compute that cannot register its resource provider
+        still gets here)."""
+        def consuming():
+            if not self.process.alive():
+                raise TierError('nova-compute %s exited with %s:\n%s' % (
+                    self.name, self.process.popen.returncode,
+                    self.tails()))
+            return self.tier.queue('compute.%s' % self.host)[1] > 0
+        wait_for(consuming, timeout, 'nova-compute %s to consume its RPC '
+                 'queue' % self.name, on_timeout=lambda: self.tails())
+        return self
+
+    def errors(self):
+        """The first line of each ERROR record of its log."""
+        out = []
+        for line in self.log_lines():
+            parts = line.split(None, 4)
+            if len(parts) == 5 and parts[3] == 'ERROR':
+                text = parts[4].strip()[:160]
+                if not out or out[-1][:60] != text[:60]:
+                    out.append(text)
+        return out
+
+    def log_lines(self):
+        """The lines of its log since its last start."""
+        try:
+            with open(self.log, 'rb') as f:
+                f.seek(self.log_offset)
+                return f.read().decode(errors='replace').splitlines()
+        except FileNotFoundError:
+            return []
+
+    def wait_errors(self, text, timeout=60):
+        """Until an ERROR or CRITICAL line of its log has ``text``; those
+        lines."""
+        def found():
+            return [line for line in self.log_lines()
+                    if text in line and (' ERROR ' in line or
+                                         ' CRITICAL ' in line)]
+        return wait_for(found, timeout, '%r in %s' % (text, self.log),
+                        on_timeout=self.tails)
 
     def kill(self):
         """kill -9, then wait until the pid is gone (and its group)."""
@@ -367,7 +433,28 @@ class Compute:
             return self.process.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             raise TimeoutError('nova-compute %s did not exit:\n%s' % (
-                self.name, tail(self.log)))
+                self.name, self.tails()))
+
+    def wait_marker(self, prefix, count=1, timeout=120):
+        """Until ``count`` lines of the marker file start with ``prefix``
+        (``hold``: held threads; the process must stay alive)."""
+        def reached():
+            if not self.process.alive():
+                raise TierError('nova-compute %s exited (%s):\n%s' % (
+                    self.name, self.process.popen.returncode,
+                    self.tails()))
+            lines = [line for line in self.crash_marker().splitlines()
+                     if line.startswith(prefix)]
+            return lines if len(lines) >= count else None
+        return wait_for(reached, timeout, '%d %r line(s) in %s' % (
+            count, prefix, self.marker), on_timeout=lambda: self.tails())
+
+    def wait_exit_or_none(self, timeout):
+        """Its exit status, or None if it still runs after ``timeout``."""
+        try:
+            return self.process.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def crash_marker(self):
         try:
@@ -383,7 +470,7 @@ class Compute:
         assert marker.startswith('crash '), (
             'nova-compute %s exited (%s) without reaching its crash point:'
             '\n%s' % (self.name, self.process.popen.returncode,
-                      tail(self.log)))
+                      self.tails()))
         self.process.stop(signal.SIGKILL)
         return marker
 
@@ -399,7 +486,7 @@ class Compute:
                 return None
             return report if report.get('finished_at') else None
         return wait_for(done, timeout, 'the start-up report of %s'
-                        % self.name, on_timeout=lambda: tail(self.log))
+                        % self.name, on_timeout=lambda: self.tails())
 
 
 class Tier:
@@ -421,6 +508,7 @@ class Tier:
         self._lock = threading.Lock()
         self._discovered = set()
         self._stopped = False
+        self.peak_rss_mb = 0
 
     # Processes --------------------------------------------------------
 
@@ -516,6 +604,7 @@ class Tier:
             for future in futures:
                 future.result()
         self._timed('resources', self.create_resources)
+        self.sample_rss()
 
     def stop(self):
         """Stop every process (guests first), check none is left, remove
@@ -568,6 +657,111 @@ class Tier:
         if left or errors:
             raise TierError('teardown left processes %s; errors %s' % (
                 left, errors))
+
+    def reset(self):
+        """Between scenarios: every nova-compute killed, every server
+        deleted (nova-api's local delete: the compute services are forced
+        down first), services of other hosts than the hypervisors' removed,
+        allocations left in placement removed, every guest destroyed and
+        undefined, the rbd pool and the instances directory emptied."""
+        import libvirt
+        for compute in self.computes:
+            compute.kill()
+        self.computes = []
+        services = self.services()
+        servers = self.nova.get('/servers/detail?all_tenants=1')['servers']
+        if servers:
+            for service in services:
+                if not service['forced_down']:
+                    self.nova.put('/os-services/%s' % service['id'],
+                                  {'forced_down': True})
+            for server in servers:
+                self.delete_server(server['id'])
+        for service in self.services():
+            if service['host'] not in HYPERVISORS:
+                self.delete_service(service)
+            elif service['forced_down']:
+                self.nova.put('/os-services/%s' % service['id'],
+                              {'forced_down': False})
+        for provider in self.placement.get('/resource_providers')[
+                'resource_providers']:
+            for consumer in self.placement.get(
+                    '/resource_providers/%s/allocations' % provider['uuid'])[
+                        'allocations']:
+                self.placement.delete('/allocations/%s' % consumer)
+        for hv in HYPERVISORS:
+            connection = self.libvirt(hv)
+            try:
+                for domain in connection.listAllDomains():
+                    if domain.isActive():
+                        domain.destroy()
+                    domain.undefineFlags(
+                        libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                        libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                        libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            finally:
+                connection.close()
+        import rbd
+        with self.rbd_ioctx() as io:
+            for name in rbd.RBD().list(io):
+                with rbd.Image(io, name) as image:
+                    for snap in list(image.list_snaps()):
+                        if image.is_protected_snap(snap['name']):
+                            image.unprotect_snap(snap['name'])
+                        image.remove_snap(snap['name'])
+                rbd.RBD().remove(io, name)
+        instances = os.path.join(self.dir, 'instances')
+        for name in os.listdir(instances):
+            if name != '_base':
+                shutil.rmtree(os.path.join(instances, name),
+                              ignore_errors=True)
+
+    def delete_service(self, service):
+        """DELETE /os-services/{id}. nova 34 answers 500 (ValueError: No
+        such provider) when a compute node of the service never got its
+        resource provider (a second node of hypervisor hv1 registered by a
+        standby: placement refused the provider's name): the provider is
+        created under another name, and the delete retried."""
+        path = '/os-services/%s' % service['id']
+        self.discover_host(service['host'])
+        response = self.nova.request('DELETE', path)
+        if response.status_code == 500 and 'ValueError' in response.text:
+            nodes = self.nova.get('/os-hypervisors/detail')['hypervisors']
+            known = {p['uuid'] for p in self.placement.get(
+                '/resource_providers')['resource_providers']}
+            for node in nodes:
+                if node['service']['host'] == service['host'] and \
+                        node['id'] not in known:
+                    self.placement.post('/resource_providers', {
+                        'uuid': node['id'],
+                        'name': 'orphan-%s' % node['id']})
+            response = self.nova.request('DELETE', path)
+        if response.status_code not in (204, 404):
+            raise AssertionError('DELETE %s: %s %s' % (
+                path, response.status_code, response.text[:500]))
+        # nova removed its host mapping with it.
+        self._discovered.discard(service['host'])
+
+    def sample_rss(self):
+        """Sum of the RSS of every live process of the tier (the recorded
+        process groups and the guests' QEMU), in MB; the peak is kept in
+        :attr:`peak_rss_mb`."""
+        pids = set(self.qemu_pids())
+        for pid in list(self.recorded_pids) + [
+                p.pid for p in (self.ceph.processes if self.ceph else [])]:
+            pids.update(group_members(pid))
+        total = 0
+        for pid in pids:
+            try:
+                with open('/proc/%d/status' % pid) as f:
+                    for line in f:
+                        if line.startswith('VmRSS:'):
+                            total += int(line.split()[1])
+            except OSError:
+                continue
+        mb = total // 1024
+        self.peak_rss_mb = max(self.peak_rss_mb, mb)
+        return mb
 
     def alive_pids(self):
         """Recorded pids still alive, and live members of their process
@@ -688,6 +882,26 @@ class Tier:
         wait_for(lambda: port_open(port), 120, 'RabbitMQ on port %d' % port,
                  interval=0.5, on_timeout=lambda: tail(os.path.join(
                      self.dir, 'log', 'rabbitmq-node.log')))
+
+    def queue(self, name):
+        """(messages ready, consumers) of queue ``name`` in RabbitMQ, (0, 0)
+        when it does not exist (a passive declare, AMQP 0-9-1)."""
+        import amqp
+        connection = amqp.Connection('127.0.0.1:%d' % self.ports['rabbitmq'],
+                                     userid='guest', password='guest',
+                                     connect_timeout=10)
+        connection.connect()
+        try:
+            channel = connection.channel()
+            try:
+                _, messages, consumers = channel.queue_declare(
+                    name, passive=True)
+            except amqp.exceptions.NotFound:
+                return 0, 0
+            return messages, consumers
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     @property
     def transport_url(self):
@@ -870,6 +1084,18 @@ class Tier:
             if domain['uuid'] == server_id:
                 return dict(domain, name=name)
         return None
+
+    def power_off_guest(self, hv, server_id):
+        """The guest powers itself off (as a guest OS that honoured an ACPI
+        shutdown request would; the tier's guests have no OS, so libvirt
+        stops them): its domain ends shut off, defined."""
+        connection = self.libvirt(hv)
+        try:
+            domain = connection.lookupByUUIDString(server_id)
+            if domain.isActive():
+                domain.destroy()
+        finally:
+            connection.close()
 
     def qemu_pids(self):
         pids = []
@@ -1188,7 +1414,9 @@ class Tier:
         host = host or hypervisor
         name = name or 'nova-compute-%s%s' % (
             host, '' if guarded else '-alone')
-        state = os.path.join(self.dir, 'state', name)
+        # /var/lib/nova of the host: the same whether or not the host runs
+        # nova-guardrails (nova's compute_id file is there).
+        state = os.path.join(self.dir, 'state', host)
         os.makedirs(state, exist_ok=True)
         sections = {k: dict(v) for k, v in self.nova_common().items()}
         sections['DEFAULT'].update({
@@ -1246,6 +1474,10 @@ class Tier:
                           name)
         self.computes.append(compute)
         return compute
+
+    def settle(self, seconds):
+        """Let the processes run (periodic tasks, queued requests)."""
+        time.sleep(seconds)
 
     # Reading state through the APIs -------------------------------------------
 

@@ -17,6 +17,10 @@ runs), except that it first reads from its environment:
     ``target[=Exception class path][#n]`` items: the call raises instead of
     running (fault injection; default ``RuntimeError``), from the n-th
     call on (default: every call).
+``GUARDRAILS_HOLD_AT``
+    ``target:when[#n]`` items: the thread that reaches the point blocks
+    there for good (so that several operations can be caught in flight and
+    the test kills the process from outside, with SIGKILL).
 ``GUARDRAILS_CRASH_MARKER``
     a file: one line is appended (unbuffered) when a crash point or a fault
     is reached, before the kill, so the test knows where the process died.
@@ -96,12 +100,17 @@ def _patch(owner, name, original, wrapper):
         setattr(owner, name, wrapper)
 
 
-def install_crash_at(spec):
+def hold(reason):
+    """Block this thread for good, after one line in the marker file."""
+    _marker('hold %s pid %d' % (reason, os.getpid()))
+    threading.Event().wait()
+
+
+def install_crash_at(spec, action=crash, variable='GUARDRAILS_CRASH_AT'):
     target, count = _occurrence(spec)
     target, _, when = target.rpartition(':')
     if when not in ('before', 'after'):
-        raise ValueError('GUARDRAILS_CRASH_AT %r: say :before or :after'
-                         % spec)
+        raise ValueError('%s %r: say :before or :after' % (variable, spec))
     owner, name, original = resolve(target)
     function = getattr(original, '__func__', original)
     count = count or 1
@@ -115,10 +124,10 @@ def install_crash_at(spec):
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         if when == 'before' and reached():
-            crash('before %s' % target)
+            action('before %s' % target)
         result = function(*args, **kwargs)
         if when == 'after' and reached():
-            crash('after %s' % target)
+            action('after %s' % target)
         return result
 
     _patch(owner, name, original, wrapper)
@@ -196,6 +205,8 @@ def install_from_environment():
         install_crash_at_task_state(spec)
     for spec in _items('GUARDRAILS_RAISE_AT'):
         install_raise_at(spec)
+    for spec in _items('GUARDRAILS_HOLD_AT'):
+        install_crash_at(spec, action=hold, variable='GUARDRAILS_HOLD_AT')
 
 
 def main():
