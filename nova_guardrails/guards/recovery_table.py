@@ -513,6 +513,12 @@ class RecoveryTableGuard(base.Guard):
         self._timer = timer
         timer.start()
 
+    def rechecks_pending(self):
+        """True while deferred instances wait for (or are in) their
+        re-check after the grace period."""
+        timer = self._timer
+        return timer is not None and timer.is_alive()
+
     def _late_delivery_dropped(self, method, instance, request_id):
         decision = report_mod.Decision(
             guard=self.name, instance_uuid=instance.uuid,

@@ -655,11 +655,22 @@ def _settle(test, server_id):
     while time.monotonic() < deadline:
         time.sleep(0.25)
         current = snapshot_state(test, server_id)
-        if current != state:
+        if current != state or _rechecks_pending(test):
             state, quiet_since = current, time.monotonic()
         elif time.monotonic() - quiet_since >= QUIET:
             break
     return state
+
+
+def _rechecks_pending(test):
+    """Does a guard of a running compute still have deferred instances to
+    look at again (recovery_table's queued re-check)?"""
+    for compute in list(test.computes.values()):
+        guards = getattr(compute.driver, '_guardrails_guards', None) or ()
+        for guard in guards:
+            if getattr(guard, 'rechecks_pending', lambda: False)():
+                return True
+    return False
 
 
 def _conf(operation, guarded):
