@@ -397,6 +397,15 @@ EXECUTORS = {
 }
 
 
+#: task_states whose table row, made for an interrupted request, rebuilds
+#: the guest (a HARD reboot: whether the rescue guest or the instance's own
+#: runs cannot be told). A request still queued after the grace period
+#: never reached a compute: the guest is as it was, the task_state is only
+#: cleared.
+LOST_REQUEST_CLEARED = frozenset([task_states.RESCUING,
+                                  task_states.UNRESCUING])
+
+
 @dataclasses.dataclass(frozen=True)
 class _Deferred:
     """An instance left alone at start-up for queued_grace_seconds."""
@@ -911,7 +920,8 @@ class RecoveryTableGuard(base.Guard):
         # recorded on another host).
         nova_init = type(manager)._init_instance.__get__(manager)
         self._decide(manager, context, instance, nova_init, runtime=True,
-                     prefix='still queued after %ss: ' % grace)
+                     prefix='still queued after %ss: ' % grace,
+                     lost_request=True)
         return None
 
     @staticmethod
@@ -931,7 +941,7 @@ class RecoveryTableGuard(base.Guard):
             return None
 
     def _decide(self, manager, context, instance, call_next, runtime=False,
-                prefix=''):
+                prefix='', lost_request=False):
         decision = report_mod.Decision(
             guard=self.name, instance_uuid=instance.uuid,
             before=report_mod.InstanceState(
@@ -954,6 +964,13 @@ class RecoveryTableGuard(base.Guard):
         power_name = decision.before.power_state
         rule = self.index.get((instance.task_state, instance.vm_state,
                                power_name))
+        if lost_request and rule is not None and \
+                instance.task_state in LOST_REQUEST_CLEARED:
+            rule = dataclasses.replace(
+                rule, action='clear', by=recovery.BY_GUARDRAILS,
+                reason='the request never reached a compute, so the guest '
+                       'was not touched: task_state cleared, vm_state kept '
+                       '(the user asks again)')
         if rule is None:
             # Only a vm_state or power state this nova does not define.
             decision.action = 'unlisted'

@@ -37,6 +37,10 @@ import fixtures
 #: Crash point kinds.
 TASK_STATE = 'task_state'
 HYPERVISOR = 'hypervisor'
+#: Not a crash: the operation's request is cast while its nova-compute is
+#: down (held in the queue across a restart) and delivered after the
+#: queued grace period, when the recovery has already decided the instance.
+LATE = 'late delivery'
 
 FAKELIBVIRT = 'nova.tests.fixtures.libvirt'
 #: fakelibvirt calls that change a guest on the hypervisor.
@@ -69,6 +73,9 @@ class CrashPoint:
     occurrence: int
 
     def label(self):
+        if self.kind == LATE:
+            return 'request queued across a restart of %s, delivered ' \
+                'late' % self.host
         what = ('task_state -> %s' % (self.name or 'None')
                 if self.kind == TASK_STATE else 'after %s' % self.name)
         suffix = ' #%d' % self.occurrence if self.occurrence > 1 else ''
@@ -89,6 +96,9 @@ class Operation:
     :ivar conf: extra nova.conf text, with its section headers.
     :ivar revive: hosts whose nova-compute starts again at the end of the
         story (an evacuation's source, repaired), before the invariants.
+    :ivar queueable: its one request is a cast to the server's host that
+        may wait in the queue while that nova-compute is down: the matrix
+        adds a :data:`LATE` cell.
     """
 
     name: str
@@ -97,6 +107,7 @@ class Operation:
     deletes: bool = False
     conf: str = ''
     revive: tuple = ()
+    queueable: bool = False
 
 
 @dataclasses.dataclass
@@ -419,31 +430,41 @@ OPERATIONS = [
     Operation('boot', _boot_prepare,
               [(_boot_request, _status('ACTIVE'))]),
     Operation('soft_reboot', _one_host,
-              [(_action({'reboot': {'type': 'SOFT'}}), _status('ACTIVE'))]),
+              [(_action({'reboot': {'type': 'SOFT'}}), _status('ACTIVE'))],
+              queueable=True),
     Operation('hard_reboot', _one_host,
-              [(_action({'reboot': {'type': 'HARD'}}), _status('ACTIVE'))]),
+              [(_action({'reboot': {'type': 'HARD'}}), _status('ACTIVE'))],
+              queueable=True),
     Operation('stop', _one_host,
-              [(_action({'os-stop': None}), _status('SHUTOFF'))]),
+              [(_action({'os-stop': None}), _status('SHUTOFF'))],
+              queueable=True),
     Operation('start', _stopped,
-              [(_action({'os-start': None}), _status('ACTIVE'))]),
+              [(_action({'os-start': None}), _status('ACTIVE'))],
+              queueable=True),
     Operation('pause', _one_host,
-              [(_action({'pause': None}), _status('PAUSED'))]),
+              [(_action({'pause': None}), _status('PAUSED'))],
+              queueable=True),
     Operation('unpause',
               _then(_one_host, (_action({'pause': None}),
                                 _status('PAUSED'))),
-              [(_action({'unpause': None}), _status('ACTIVE'))]),
+              [(_action({'unpause': None}), _status('ACTIVE'))],
+              queueable=True),
     Operation('suspend', _one_host,
-              [(_action({'suspend': None}), _status('SUSPENDED'))]),
+              [(_action({'suspend': None}), _status('SUSPENDED'))],
+              queueable=True),
     Operation('resume',
               _then(_one_host, (_action({'suspend': None}),
                                 _status('SUSPENDED'))),
-              [(_action({'resume': None}), _status('ACTIVE'))]),
+              [(_action({'resume': None}), _status('ACTIVE'))],
+              queueable=True),
     Operation('rescue', _one_host,
-              [(_action({'rescue': None}), _status('RESCUE'))]),
+              [(_action({'rescue': None}), _status('RESCUE'))],
+              queueable=True),
     Operation('unrescue',
               _then(_one_host, (_action({'rescue': None}),
                                 _status('RESCUE'))),
-              [(_action({'unrescue': None}), _status('ACTIVE'))]),
+              [(_action({'unrescue': None}), _status('ACTIVE'))],
+              queueable=True),
     Operation('snapshot', _one_host,
               [(_action({'createImage': {'name': 'snap'}}),
                 _snapshot_done)],
@@ -452,7 +473,8 @@ OPERATIONS = [
               [(_action({'createBackup': {'name': 'bak',
                                           'backup_type': 'daily',
                                           'rotation': 1}}),
-                _snapshot_done)]),
+                _snapshot_done)],
+              queueable=True),
     Operation('rebuild', _one_host,
               [(_action({'rebuild': {'imageRef': IMAGE}}),
                 _status('ACTIVE'))]),
@@ -486,7 +508,8 @@ OPERATIONS = [
               revive=(H1,)),
     Operation('shelve', _one_host,
               [(_action({'shelve': None}), _status('SHELVED'))],
-              conf='[DEFAULT]\nshelved_offload_time = -1\n'),
+              conf='[DEFAULT]\nshelved_offload_time = -1\n',
+              queueable=True),
     Operation('shelve_offload',
               _then(_one_host, (_action({'shelve': None}),
                                 _status('SHELVED'))),
@@ -510,7 +533,8 @@ OPERATIONS = [
                     (lambda test, server: test.api.delete_server(
                         server['id']), _status('SOFT_DELETED'))),
               [(_action({'restore': None}), _status('ACTIVE'))],
-              conf='[DEFAULT]\nreclaim_instance_interval = 3600\n'),
+              conf='[DEFAULT]\nreclaim_instance_interval = 3600\n',
+              queueable=True),
     Operation('set_admin_password', _agent_server,
               [(_in_background(_action({'changePassword': {
                   'adminPass': 'n3w'}})), _snapshot_done)],
@@ -734,8 +758,98 @@ def trace(operation):
     return points
 
 
-def run_cell(operation, point, guarded):
+def clean_effects(points):
+    """``{(effect, host): n}``: the hypervisor effects one clean run of the
+    operation makes (from its traced crash points)."""
+    out = {}
+    for point in points:
+        if point.kind == HYPERVISOR:
+            key = (point.name, point.host)
+            out[key] = max(out.get(key, 0), point.occurrence)
+    return out
+
+
+def _hold_compute_casts(test):
+    """Hold every RPC cast to a nova-compute (the compute topic): the
+    messages wait as in a queue whose consumer is down. Returns
+    ``deliver()``, which stops holding and sends them."""
+    from oslo_messaging.rpc import client
+    held = []
+    holding = [True]
+    original = client._BaseCallContext.cast
+
+    def cast(context, ctxt, method, **kwargs):
+        if holding[0] and context.target.topic == 'compute':
+            held.append((context, ctxt, method, kwargs))
+            return None
+        return original(context, ctxt, method, **kwargs)
+    test.useFixture(fixtures.MonkeyPatch(
+        'oslo_messaging.rpc.client._BaseCallContext.cast', cast))
+
+    def deliver():
+        holding[0] = False
+        for context, ctxt, method, kwargs in held:
+            original(context, ctxt, method, **kwargs)
+        return [method for _, _, method, _ in held]
+    return held, deliver
+
+
+def _late_cell(operation, point, guarded, clean):
+    """The operation's request cast while its nova-compute is down, held
+    across a restart and delivered after the queued grace period; the
+    invariants, and: the operation ran at most once (no hypervisor effect
+    more often than in one clean run)."""
+    def body(test):
+        server = _prepare(test, operation)
+        tracer = test.useFixture(Tracer(test))
+        test.matrix_tracer = tracer
+        held, deliver = _hold_compute_casts(test)
+        tracer.armed = True
+        request, _done = operation.steps[0]
+        request(test, server)
+        deadline = time.monotonic() + 30
+        while not held and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not held:
+            return Cell(operation.name, point.label(), guarded, NOT_REACHED,
+                        ['no cast to a compute was made'], {}, False)
+        started = True
+        try:
+            test.restart_compute_service(point.host)
+            test.matrix_connections[point.host] = test.computes[
+                point.host].driver._host.get_connection()
+        except Exception:
+            started = False
+        _settle(test, server['id'])
+        delivered = deliver()
+        time.sleep(0.5)
+        state = _settle(test, server['id'])
+        tracer.armed = False
+        verdict, failed = evaluate(state, operation, started)
+        again = sorted(
+            '%s on %s %d times (one run: %d)' % (name, host, n,
+                                                 clean.get((name, host), 0))
+            for (kind, name, host), n in tracer.counts.items()
+            if kind == HYPERVISOR and n > clean.get((name, host), 0))
+        if again:
+            failed = failed + ['ran again after the late delivery of %s: '
+                               '%s' % (', '.join(delivered),
+                                       '; '.join(again))]
+            verdict = LOST
+        return Cell(operation.name, point.label(), guarded, verdict,
+                    failed, dict(state, delivered=delivered), True)
+    cell, error = _run_case(_conf(operation, guarded), body)
+    if error:
+        return Cell(operation.name, point.label(), guarded, 'lab error',
+                    [error.strip().splitlines()[-1]], {}, False)
+    return cell
+
+
+def run_cell(operation, point, guarded, clean=None):
     """Crash ``operation`` at ``point``, restart, settle, evaluate."""
+    if point.kind == LATE:
+        return _late_cell(operation, point, guarded, clean or {})
+
     def body(test):
         server = _prepare(test, operation)
         tracer = test.useFixture(Tracer(test, point))
@@ -809,10 +923,13 @@ def run(operations=None, guards='both', progress=None):
             if progress:
                 progress('%s: trace failed' % operation.name)
             continue
+        clean = clean_effects(points)
+        if operation.queueable:
+            points = points + [CrashPoint(LATE, 'request', H1, 1)]
         result['points'][operation.name] = [p.label() for p in points]
         for point in points:
             for guarded in configs:
-                cell = run_cell(operation, point, guarded)
+                cell = run_cell(operation, point, guarded, clean)
                 result['cells'].append(cell)
                 if progress:
                     progress('%s | %s | %s: %s %s' % (
