@@ -33,18 +33,34 @@ refusal says so and gives the supported ways: one identity for an HA pair
 (``[DEFAULT] host`` and ``$state_path/compute_id``), or the other host's
 servers moved away and its service deleted first.
 
-Around ``ComputeManager._destroy_evacuated_instances``: a local guest is
-destroyed (by nova's own code) only when its instance record points to the
-evacuation's destination host and that host's nova-compute service is known.
-Otherwise it is powered off and kept, its disks untouched, and reported.
-``[guardrails] max_startup_destroys`` caps how many guests may be destroyed.
+Around ``ComputeManager._destroy_evacuated_instances``: an evacuation from
+this host is cleaned up as nova does (the local guest destroyed, this
+node's allocation removed, the migration completed) only on complete
+evidence: the instance is deleted, or the evacuation is ``done``, the
+instance is recorded on its destination and that host's nova-compute
+service is known. Otherwise the evacuation is not over (the destination may
+still be rebuilding, or died): a local guest is powered off and kept, its
+disks untouched, and the evacuation is left open (not completed, this
+node's allocation kept), so that the destination's own recovery can still
+fail it as nova's rebuild failure path does. Once nova-compute is up, the
+kept evacuations are looked at again every ``SETTLE_INTERVAL`` seconds for
+``SETTLE_TIMEOUT`` seconds: finished, the copy is destroyed as nova would
+(its disks kept when the destination shares them); failed, the copy is left
+to nova and the operator. ``[guardrails] max_startup_destroys`` caps how
+many guests may be destroyed.
 
 The ironic driver is refused by the driver wrapper itself (its nodes move
 between hosts by design; see ``[guardrails] driver``).
 """
 
+import dataclasses
+import threading
+import time
+
 from nova.compute import power_state
 from nova import context as nova_context
+from nova import exception as nova_exception
+from nova.network import model as network_model
 from nova.objects import fields
 from nova import objects
 from nova import utils as nova_utils
@@ -75,6 +91,25 @@ OPEN_MIGRATION_STATUSES = (
     'queued', 'preparing', 'running', 'post-migrating', 'accepted',
     'pre-migrating', 'migrating', 'finished', 'confirming', 'reverting',
     'done')
+
+
+#: Seconds between two looks at the evacuations kept at start-up (four
+#: queries each, whatever their number).
+SETTLE_INTERVAL = 30
+
+#: Seconds after start-up the guard keeps looking at them; then it records
+#: ``keep`` and the next start-up decides.
+SETTLE_TIMEOUT = 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kept:
+    """An evacuation from this host left open at start-up."""
+
+    instance_uuid: str
+    migration_uuid: str
+    #: a guest of it was on this hypervisor (powered off and kept)
+    local: bool
 
 
 def _listing(items):
@@ -132,6 +167,12 @@ def _takeover_refused(taken_over):
 
 class HostIdentityGuard(base.Guard):
     """Refuse host remapping; destroy evacuated guests on evidence only."""
+
+    def __init__(self, conf, report):
+        super().__init__(conf, report)
+        self._kept = []
+        self._stop = threading.Event()
+        self._destroyed = 0
 
     def validate(self):
         self.allow_takeover_from = set(
@@ -276,6 +317,35 @@ class HostIdentityGuard(base.Guard):
 
     def destroy_evacuated_instances(self, manager, context, node_cache,
                                     call_next):
+        """nova's clean-up of the evacuations from this host, on complete
+        evidence only.
+
+        The evacuations nova reads (accepted, pre-migrating, done; deleted
+        ones too) are sorted, in three queries (the migrations, the
+        instances with no guest here, the nova-compute services):
+
+        * complete evidence (the instance is deleted, or the evacuation is
+          ``done``, the instance is recorded on its destination and that
+          host's service is known): nova's clean-up, as nova does it (the
+          guest destroyed, disks kept when the destination shares them,
+          this node's allocation removed, the migration completed);
+        * otherwise the evacuation is not over, or cannot be shown to be:
+          a guest here is powered off and kept, disks untouched
+          (``power_off_keep``), and the evacuation is left as it is: not
+          marked completed, this node's allocation kept, so that the
+          destination, when it comes back, can still fail it as nova's
+          rebuild failure path does (recovery_table). nova-compute's
+          start-up skips the instance, as nova does for every evacuation.
+
+        When nothing is kept nova's own method runs. When something is,
+        it cannot (it marks every evacuation it reads completed): the guard
+        runs nova's steps for the others itself. Kept evacuations are then
+        looked at again every :data:`SETTLE_INTERVAL` seconds for
+        :data:`SETTLE_TIMEOUT` seconds after start-up (:meth:`_settle`).
+        """
+        self._kept = []
+        self._stop = threading.Event()
+        self._destroyed = 0
         filters = dict(EVACUATION_FILTERS, source_compute=manager.host)
         with nova_utils.temporary_mutation(context, read_deleted='yes'):
             evacuations = objects.MigrationList.get_by_filters(context,
@@ -283,33 +353,43 @@ class HostIdentityGuard(base.Guard):
         if not evacuations:
             return call_next(context, node_cache)
         by_instance = {m.instance_uuid: m for m in evacuations}
-        local = [i for i in manager._get_instances_on_driver(context)
-                 if i.uuid in by_instance]
+        # Deleted instances included, as nova's own listing does.
+        local = {i.uuid: i for i in manager._get_instances_on_driver(context)
+                 if i.uuid in by_instance}
+        missing = [uuid for uuid in by_instance if uuid not in local]
+        instances = dict(local)
         destroy, keep = [], []
         try:
-            known_hosts = {s.host for s in objects.ServiceList.get_by_binary(
-                context, 'nova-compute', include_disabled=True)}
+            if missing:
+                with nova_utils.temporary_mutation(context,
+                                                   read_deleted='yes'):
+                    instances.update(
+                        (i.uuid, i) for i in
+                        objects.InstanceList.get_by_filters(
+                            context, {'uuid': missing}, expected_attrs=[]))
+            known_hosts = self._known_hosts(context)
+            failure = None
         except Exception as error:
             # Cannot prove anything: keep every candidate (fail closed).
-            LOG.exception('guardrails %s: could not read the nova-compute '
-                          'services', self.name)
-            reason = 'database error reading the evidence (%s: %s)' % (
+            LOG.exception('guardrails %s: could not read the evidence of '
+                          'the evacuations from this host', self.name)
+            failure = 'database error reading the evidence (%s: %s)' % (
                 type(error).__name__, error)
-            keep = [(i, by_instance[i.uuid], reason) for i in local]
-            local = []
-        for instance in local:
-            migration = by_instance[instance.uuid]
-            reason = self._missing_evidence(manager, instance, migration,
-                                            known_hosts)
-            (keep if reason else destroy).append((instance, migration,
-                                                  reason))
+        for uuid, migration in by_instance.items():
+            instance = instances.get(uuid)
+            reason = failure or self._missing_evidence(
+                manager, instance, migration, known_hosts)
+            if reason:
+                keep.append((uuid, instance, migration, reason))
+            elif uuid in local:
+                destroy.append((instance, migration))
         if (self.max_startup_destroys is not None and
                 len(destroy) > self.max_startup_destroys):
             self._refuse_destroys(manager, destroy)
         still_running = [
-            instance for instance, migration, reason in keep
-            if not self._power_off_and_keep(manager, instance, migration,
-                                            reason)]
+            instance for uuid, instance, migration, reason in keep
+            if uuid in local and not self._power_off_and_keep(
+                manager, instance, migration, reason)]
         if still_running:
             raise exception.StartupRefused(reason=(
                 'nova-guardrails host_identity: %d evacuated guest(s) could '
@@ -317,46 +397,70 @@ class HostIdentityGuard(base.Guard):
                 'nova-compute does not start; power them off by hand, then '
                 'start again.' % (len(still_running), _listing(
                     [i.uuid for i in still_running]))))
-        kept = {instance.uuid for instance, _, _ in keep}
-        powers = {i.uuid: self._power(manager, i) for i, _, _ in destroy}
-        original = manager._get_instances_on_driver
-
-        def without_kept(context, filters=None):
-            return [i for i in original(context, filters)
-                    if i.uuid not in kept]
-
-        # nova's own clean-up runs; the kept guests are not shown to it, so
-        # it does not destroy them. (It still marks their evacuation
-        # completed and removes this node's allocations, as nova alone
-        # does.)
-        saved = manager.__dict__.get('_get_instances_on_driver')
-        manager._get_instances_on_driver = without_kept
-        try:
+        for uuid, instance, migration, reason in keep:
+            if uuid not in local:
+                self._record_open(instance, uuid, migration, reason)
+        powers = {i.uuid: self._power(manager, i) for i, _ in destroy}
+        self._destroyed = len(destroy)
+        if not keep:
             result = call_next(context, node_cache)
-        finally:
-            if saved is None:
-                del manager._get_instances_on_driver
-            else:
-                manager._get_instances_on_driver = saved
-        for instance, migration, _ in destroy:
+            executed_by = 'nova'
+        else:
+            # nova's _destroy_evacuated_instances would mark the kept
+            # evacuations completed too: its steps, for the others only.
+            hostname_to_cn_uuid = {cn.hypervisor_hostname: cn.uuid
+                                   for cn in node_cache.values()}
+            for instance, migration in destroy:
+                self._destroy_as_nova(manager, context, instance, migration)
+            kept = {uuid for uuid, _, _, _ in keep}
+            for uuid, migration in by_instance.items():
+                if uuid not in kept:
+                    self._finish_as_nova(manager, context,
+                                         instances.get(uuid), uuid in local,
+                                         migration, hostname_to_cn_uuid)
+            result = by_instance
+            executed_by = 'guardrails'
+            self._kept = [_Kept(uuid, migration.uuid, uuid in local)
+                          for uuid, _, migration, _ in keep]
+        for instance, migration in destroy:
             self.report.record(report_mod.Decision(
                 guard=self.name, instance_uuid=instance.uuid,
                 before=report_mod.InstanceState.of(
                     instance, powers[instance.uuid]),
-                action='destroy', executed_by='nova',
-                reason=('the instance is deleted: its guest is a leftover '
-                        'of the evacuation to %s' if instance.deleted else
-                        'evacuated to %s: the instance is recorded there '
-                        'and its nova-compute service is known') % (
-                           migration.dest_compute),
+                action='destroy', executed_by=executed_by,
+                reason=self._why_destroy(instance, migration),
                 after=report_mod.InstanceState.of(
                     instance, self._power(manager, instance))))
         return result
 
     @staticmethod
-    def _missing_evidence(manager, instance, migration, known_hosts):
-        """Why destroying the local guest is not proven, or None."""
+    def _why_destroy(instance, migration):
         if instance.deleted:
+            return ('the instance is deleted: its guest is a leftover of '
+                    'the evacuation to %s' % migration.dest_compute)
+        return ('evacuated to %s: the instance is recorded there and its '
+                'nova-compute service is known' % migration.dest_compute)
+
+    @staticmethod
+    def _known_hosts(context):
+        return {s.host for s in objects.ServiceList.get_by_binary(
+            context, 'nova-compute', include_disabled=True)}
+
+    def _record_open(self, instance, uuid, migration, reason):
+        state = (report_mod.InstanceState.of(instance, None)
+                 if instance is not None else None)
+        self.report.record(report_mod.Decision(
+            guard=self.name, instance_uuid=uuid, before=state,
+            action='keep_open',
+            reason='no guest here; evacuation %s left %s (not marked '
+                   'completed, this node\'s allocation kept): %s' % (
+                       migration.uuid, migration.status, reason),
+            after=state))
+
+    @staticmethod
+    def _missing_evidence(manager, instance, migration, known_hosts):
+        """Why the evacuation is not shown to be over, or None."""
+        if instance is None or instance.deleted:
             return None
         if instance.host == manager.host:
             return ('evacuation %s is %s and the instance is still recorded '
@@ -365,10 +469,196 @@ class HostIdentityGuard(base.Guard):
             return ('the instance is recorded on host %s, not on the '
                     'evacuation\'s destination %s' % (
                         instance.host, migration.dest_compute))
+        if migration.status != 'done':
+            return ('evacuation %s is %s: not finished on %s' % (
+                migration.uuid, migration.status, migration.dest_compute))
         if migration.dest_compute not in known_hosts:
             return ('the evacuation\'s destination %s has no nova-compute '
                     'service record' % migration.dest_compute)
         return None
+
+    @staticmethod
+    def _destroy_as_nova(manager, context, instance, migration):
+        """The local guest of a finished evacuation, destroyed as
+        ``ComputeManager._destroy_evacuated_instances`` does: its disks
+        kept when the destination shares them."""
+        LOG.info('Destroying instance as it has been evacuated from '
+                 'this host but still exists in the hypervisor',
+                 instance=instance)
+        try:
+            network_info = manager.network_api.get_instance_nw_info(
+                context, instance)
+            bdi = manager._get_instance_block_device_info(context, instance)
+            destroy_disks = not manager._is_instance_storage_shared(
+                context, instance, host=migration.dest_compute)
+        except nova_exception.InstanceNotFound:
+            network_info = network_model.NetworkInfo()
+            bdi = {}
+            LOG.info('Instance has been marked deleted already, '
+                     'removing it from the hypervisor.', instance=instance)
+            destroy_disks = True
+        manager.driver.destroy(context, instance, network_info, bdi,
+                               destroy_disks)
+
+    @staticmethod
+    def _finish_as_nova(manager, context, instance, local, migration,
+                        hostname_to_cn_uuid):
+        """This node's allocation removed and the evacuation completed, as
+        ``ComputeManager._destroy_evacuated_instances`` does. False when
+        nova would skip it."""
+        if instance is None or (instance.deleted and not local):
+            # nova: the instance is deleted, its allocations with it.
+            return False
+        LOG.info('Cleaning up allocations of the instance as it has been '
+                 'evacuated from this host', instance=instance)
+        if migration.source_node not in hostname_to_cn_uuid:
+            LOG.error('Failed to clean allocation of evacuated instance as '
+                      'the source node %s is not found',
+                      migration.source_node, instance=instance)
+            return False
+        cn_uuid = hostname_to_cn_uuid[migration.source_node]
+        if (not instance.deleted and not manager.reportclient.
+                remove_provider_tree_from_instance_allocation(
+                    context, instance.uuid, cn_uuid)):
+            LOG.error('Failed to clean allocation of evacuated instance on '
+                      'the source node %s', cn_uuid, instance=instance)
+        migration.status = 'completed'
+        migration.save()
+        return True
+
+    # Kept copies, settled once the evidence is complete ----------------------
+
+    def post_start_hook(self, manager, call_next):
+        """nova-compute is up: start looking at the kept evacuations (a
+        daemon thread, stopped by :meth:`driver_cleanup_host`)."""
+        result = call_next()
+        kept, stop = list(self._kept), self._stop
+        if kept and not stop.is_set():
+            LOG.info('guardrails %(guard)s: %(n)d evacuation(s) from this '
+                     'host not over; looked at every %(every)ss for '
+                     '%(timeout)ss', {'guard': self.name, 'n': len(kept),
+                                      'every': SETTLE_INTERVAL,
+                                      'timeout': SETTLE_TIMEOUT})
+            thread = threading.Thread(
+                target=self._watch, args=(manager, kept, stop),
+                name='guardrails-host-identity-settle', daemon=True)
+            thread.start()
+        return result
+
+    def driver_cleanup_host(self, manager, host):
+        # A stopped nova-compute decides nothing more; its next start-up
+        # looks again.
+        self._stop.set()
+
+    def _watch(self, manager, kept, stop):
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while kept and not stop.wait(SETTLE_INTERVAL):
+            try:
+                kept = self._settle(manager, kept, stop)
+            except Exception:
+                LOG.exception('guardrails %s: could not look at the '
+                              'evacuations from this host; looking again '
+                              'in %ss', self.name, SETTLE_INTERVAL)
+            if kept and time.monotonic() >= deadline and not stop.is_set():
+                for entry in kept:
+                    self.report.record_runtime(report_mod.Decision(
+                        guard=self.name, instance_uuid=entry.instance_uuid,
+                        before=None, action='keep', outcome='refused',
+                        reason='evacuation %s not settled %ss after '
+                               'start-up: the copy stays as it is (powered '
+                               'off, disks untouched); the next start-up '
+                               'decides again' % (entry.migration_uuid,
+                                                  SETTLE_TIMEOUT)))
+                return
+
+    def _settle(self, manager, kept, stop):
+        """One look at the kept evacuations (four queries, whatever their
+        number); returns those still not over."""
+        context = nova_context.get_admin_context()
+        with nova_utils.temporary_mutation(context, read_deleted='yes'):
+            migrations = {m.uuid: m for m in
+                          objects.MigrationList.get_by_filters(
+                              context, {'uuid': [k.migration_uuid
+                                                 for k in kept]})}
+            instances = {i.uuid: i for i in
+                         objects.InstanceList.get_by_filters(
+                             context, {'uuid': [k.instance_uuid
+                                                for k in kept]})}
+        known_hosts = self._known_hosts(context)
+        on_driver = set(manager.driver.list_instance_uuids())
+        still = []
+        nodes = None
+        for entry in kept:
+            if stop.is_set():
+                return []
+            migration = migrations.get(entry.migration_uuid)
+            instance = instances.get(entry.instance_uuid)
+            local = entry.local and entry.instance_uuid in on_driver
+            before = (report_mod.InstanceState.of(
+                instance, self._power(manager, instance) if local else None)
+                if instance is not None else None)
+            decision = report_mod.Decision(
+                guard=self.name, instance_uuid=entry.instance_uuid,
+                before=before, action=None, reason=None)
+            if migration is None or migration.status not in (
+                    EVACUATION_FILTERS['status']):
+                decision.action = 'leave'
+                decision.executed_by = 'nova'
+                decision.reason = (
+                    'evacuation %s is %s: %s left to nova and the operator '
+                    '(the instance is %s on host %s)' % (
+                        entry.migration_uuid,
+                        migration.status if migration else 'gone',
+                        'the copy here (powered off, disks untouched) is'
+                        if local else 'nothing here is',
+                        instance.vm_state if instance else 'gone',
+                        instance.host if instance else None))
+                decision.after = before
+                self.report.record_runtime(decision)
+                continue
+            if self._missing_evidence(manager, instance, migration,
+                                      known_hosts):
+                still.append(entry)
+                continue
+            if (local and self.max_startup_destroys is not None and
+                    self._destroyed >= self.max_startup_destroys):
+                decision.action = 'keep'
+                decision.outcome = 'refused'
+                decision.reason = (
+                    'evacuated to %s, but destroying the copy would exceed '
+                    '[guardrails] max_startup_destroys = %d: kept, powered '
+                    'off; the next start-up decides again' % (
+                        migration.dest_compute, self.max_startup_destroys))
+                decision.after = before
+                self.report.record_runtime(decision)
+                continue
+            if nodes is None:
+                nodes = {cn.hypervisor_hostname: cn.uuid for cn in
+                         objects.ComputeNodeList.get_all_by_host(
+                             context, manager.host)}
+            try:
+                if local:
+                    self._destroy_as_nova(manager, context, instance,
+                                          migration)
+                    self._destroyed += 1
+                self._finish_as_nova(manager, context, instance, local,
+                                     migration, nodes)
+            except Exception as error:
+                decision.outcome = 'failed'
+                decision.error = '%s: %s' % (type(error).__name__, error)
+            decision.action = 'destroy' if local else 'complete'
+            decision.reason = (
+                '%s, settled after start-up as nova\'s '
+                '_destroy_evacuated_instances would (%sthis node\'s '
+                'allocation removed, evacuation completed)' % (
+                    self._why_destroy(instance, migration),
+                    'the copy destroyed, its disks kept if the destination '
+                    'shares them; ' if local else ''))
+            decision.after = (report_mod.InstanceState.of(
+                instance, self._power(manager, instance))
+                if instance is not None else None)
+            self.report.record_runtime(decision)
+        return still
 
     def _power(self, manager, instance):
         try:
@@ -395,7 +685,7 @@ class HostIdentityGuard(base.Guard):
         return power != power_state.RUNNING
 
     def _refuse_destroys(self, manager, destroy):
-        for instance, migration, _ in destroy:
+        for instance, migration in destroy:
             self.report.record(report_mod.Decision(
                 guard=self.name, instance_uuid=instance.uuid,
                 before=report_mod.InstanceState(
@@ -413,5 +703,5 @@ class HostIdentityGuard(base.Guard):
             'max_startup_destroys and start again.' % {
                 'n': len(destroy), 'max': self.max_startup_destroys,
                 'guests': _listing(['%s (to %s)' % (i.uuid, m.dest_compute)
-                                    for i, m, _ in destroy])}))
+                                    for i, m in destroy])}))
 
