@@ -334,13 +334,28 @@ class NoDirectDatabaseAccess(fixtures.Fixture):
     EXEMPT = ('nova_guardrails/audit.py', 'nova_guardrails/cmd/',
               'nova_guardrails/lab/', 'nova_guardrails/rbd_trash.py')
 
+    #: Frames of nova's own services: a database call made under one of
+    #: them (nearer to the call than any frame of nova-guardrails) is
+    #: nova's own work, even when a guard wrapper called into it.
+    NOVA_WORK = ('/nova/compute/', '/nova/virt/', '/nova/network/',
+                 '/nova/conductor/', '/nova/scheduler/', '/nova/api/',
+                 '/nova/service.py', '/nova/manager.py')
+
     def _setUp(self):
         from nova.db.main import api as main_db_api
         self.violations = []
+        #: Remotable calls of nova's objects made by guard code (on a
+        #: compute node each is a round trip to nova-conductor), not by
+        #: nova's own code the guards call into.
+        self.guard_calls = 0
+        self.guard_call_sites = []
+        self._last_call = None
         original = main_db_api.get_context_manager
 
         def get_context_manager(context):
-            self._check(sys._getframe(1))
+            frame = sys._getframe(1)
+            self._check(frame)
+            self._count(frame)
             return original(context)
         self.useFixture(fixtures.MonkeyPatch(
             'nova.db.main.api.get_context_manager', get_context_manager))
@@ -355,6 +370,32 @@ class NoDirectDatabaseAccess(fixtures.Fixture):
                 if not any(e in path for e in self.EXEMPT):
                     self.violations.append('%s:%d %s' % (
                         path, frame.f_lineno, frame.f_code.co_name))
+                return
+            frame = frame.f_back
+
+    def _count(self, frame):
+        """Count one round trip per remotable call of guard code: the
+        database calls made inside one call of a remotable method (the
+        outermost ``oslo_versionedobjects`` wrapper frame under the guard's
+        frame) are one round trip to nova-conductor on a compute node."""
+        remotable = None
+        while frame is not None:
+            path = frame.f_code.co_filename.replace('\\', '/')
+            if path.endswith('/oslo_versionedobjects/base.py') and \
+                    frame.f_code.co_name == 'wrapper':
+                remotable = frame
+            elif '/nova_guardrails/' in path:
+                if any(e in path for e in self.EXEMPT):
+                    return
+                if remotable is not None and remotable is self._last_call:
+                    return
+                self._last_call = remotable
+                self.guard_calls += 1
+                self.guard_call_sites.append('%s:%d %s' % (
+                    path.rsplit('/nova_guardrails/', 1)[-1],
+                    frame.f_lineno, frame.f_code.co_name))
+                return
+            elif any(part in path for part in self.NOVA_WORK):
                 return
             frame = frame.f_back
 
