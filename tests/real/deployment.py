@@ -87,7 +87,7 @@ CRASH_VARIABLES = ('GUARDRAILS_CRASH_AT', 'GUARDRAILS_CRASH_AT_TASK_STATE',
 
 BINARIES = ('mariadbd', 'mariadb-install-db', 'mariadb', 'epmd',
             'libvirtd', 'virtlogd', 'qemu-system-x86_64', 'qemu-img',
-            'unshare', 'genisoimage', 'ceph-mgr')
+            'unshare', 'genisoimage', 'mkfs.vfat', 'ceph-mgr')
 
 
 class TierError(Exception):
@@ -659,30 +659,39 @@ class Tier:
                 left, errors))
 
     def reset(self):
-        """Between scenarios: every nova-compute killed, every server
-        deleted (nova-api's local delete: the compute services are forced
-        down first), services of other hosts than the hypervisors' removed,
+        """Between scenarios: every server deleted, every nova-compute
+        killed, services of other hosts than the hypervisors' removed,
         allocations left in placement removed, every guest destroyed and
-        undefined, the rbd pool and the instances directory emptied."""
+        undefined, the rbd pool and the instances directory emptied.
+
+        Servers whose nova-compute still runs are deleted as a user would
+        (a resized server's delete calls its source compute); the others by
+        nova-api's local delete, their services forced down first."""
         import libvirt
+        alive = {c.host for c in self.computes
+                 if c.process is not None and c.process.alive()}
+        servers = self.nova.get('/servers/detail?all_tenants=1')['servers']
+        for server in servers:
+            if server['OS-EXT-SRV-ATTR:host'] in alive:
+                with contextlib.suppress(Exception):
+                    self.delete_server(server['id'], timeout=60)
         for compute in self.computes:
             compute.kill()
         self.computes = []
-        services = self.services()
         servers = self.nova.get('/servers/detail?all_tenants=1')['servers']
-        if servers:
-            for service in services:
-                if not service['forced_down']:
-                    self.nova.put('/os-services/%s' % service['id'],
-                                  {'forced_down': True})
-            for server in servers:
-                self.delete_server(server['id'])
-        for service in self.services():
-            if service['host'] not in HYPERVISORS:
-                self.delete_service(service)
-            elif service['forced_down']:
-                self.nova.put('/os-services/%s' % service['id'],
-                              {'forced_down': False})
+        try:
+            if servers:
+                for service in self.services():
+                    if not service['forced_down']:
+                        self.force_down(service['host'])
+                for server in servers:
+                    self.delete_server(server['id'])
+        finally:
+            for service in self.services():
+                if service['host'] not in HYPERVISORS:
+                    self.delete_service(service)
+                elif service['forced_down']:
+                    self.force_down(service['host'], False)
         for provider in self.placement.get('/resource_providers')[
                 'resource_providers']:
             for consumer in self.placement.get(
@@ -1236,6 +1245,10 @@ class Tier:
                 'transport_url': self.transport_url,
                 'my_ip': '127.0.0.1',
                 'debug': 'true',
+                # The guests have no OS: an ACPI power-off is never
+                # honoured, so every clean shutdown (rescue, resize, stop)
+                # would wait the whole timeout (60 s by default).
+                'shutdown_timeout': '3',
             },
             'api': {'auth_strategy': 'keystone'},
             'conductor': {'workers': '1'},
@@ -1475,6 +1488,17 @@ class Tier:
         self.computes.append(compute)
         return compute
 
+    @staticmethod
+    def wait_for(predicate, timeout, what, raise_on_timeout=True):
+        """:func:`wait_for`; with ``raise_on_timeout=False``, False at the
+        timeout instead of an error."""
+        try:
+            return wait_for(predicate, timeout, what, interval=0.5)
+        except TimeoutError:
+            if raise_on_timeout:
+                raise
+            return False
+
     def settle(self, seconds):
         """Let the processes run (periodic tasks, queued requests)."""
         time.sleep(seconds)
@@ -1509,6 +1533,16 @@ class Tier:
                   self.nova_conf('nova-manage'), 'cell_v2', 'discover_hosts',
                   '--verbose'], name='nova-manage-discover_hosts')
         self._discovered.add(host)
+
+    def force_down(self, host, down=True):
+        """PUT /os-services/{id} forced_down (an evacuation's source)."""
+        [service] = self.services(host)
+        self.nova.put('/os-services/%s' % service['id'],
+                      {'forced_down': down})
+
+    def migrations(self, server_id):
+        return self.nova.get('/os-migrations?instance_uuid=%s'
+                             % server_id)['migrations']
 
     def allocations(self, consumer):
         return self.placement.get('/allocations/%s' % consumer)[
@@ -1549,7 +1583,7 @@ class Tier:
             server_id, status, task_state), interval=0.5,
             on_timeout=lambda: json.dumps(self.server_state(server_id)))
 
-    def action(self, server_id, body, expect=202):
+    def action(self, server_id, body, expect=(200, 202)):
         return self.nova.request('POST', '/servers/%s/action' % server_id,
                                  expect=expect, json=body)
 
