@@ -10,7 +10,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: venv install ceph lab crash-matrix test test-ceph docs sample clean
+.PHONY: venv install ceph lab crash-matrix test test-ceph docs sample clean \
+	real-packages real-venvs test-real
 
 venv: $(STAMP)
 
@@ -59,8 +60,16 @@ crash-matrix: install
 	$(VENV)/bin/nova-guardrails crash-matrix --jobs 3 \
 	  --output doc/crash-matrix.md --json doc/crash-matrix.json
 
-test: install ceph
-	cd tests && ../$(PY) -m pytest -q -ra $(PYTEST_ARGS) .
+# Every test: the in-process suite, then the real deployment tier
+# (tests/real); both run even when the first fails, the exit status is the
+# first failure's.
+test: install ceph real-packages real-venvs
+	@status=0; \
+	(cd tests && ../$(PY) -m pytest -q -ra $(PYTEST_ARGS) --ignore=real .) \
+	  || status=$$?; \
+	(cd tests && ../$(PY) -m pytest -q -ra $(REAL_PYTEST_ARGS) real) \
+	  || { rc=$$?; [ "$$status" != 0 ] || status=$$rc; }; \
+	exit $$status
 
 # Only the tests that run against the throwaway Ceph cluster.
 test-ceph: install ceph
@@ -73,6 +82,56 @@ docs: install
 # Regenerate etc/nova-guardrails.conf.sample (a unit test checks it).
 sample: install
 	$(VENV)/bin/oslo-config-generator --config-file etc/oslo-config-generator/nova-guardrails.conf
+
+# The real deployment tier (tests/real, doc/source/real-tier.rst): MariaDB,
+# RabbitMQ, Ceph, two libvirtd, placement, glance, neutron and nova as real
+# processes on loopback. Debian packages from bindep.txt (profile test),
+# installed when missing (as root); the libvirt-qemu user and group libvirtd
+# looks up even with user = "root" in qemu.conf (libvirt-daemon-system, left
+# out, would create them); pip packages in nova's virtualenv; glance and
+# neutron each in a virtualenv of their own, all pinned by $(CONSTRAINTS).
+REAL_BINDEP := bindep.txt
+REAL_STAMP := $(VENV)/.real-tier-installed
+REAL_VENVS := $(VENV)/real-tier
+REAL_GLANCE := $(REAL_VENVS)/glance
+REAL_NEUTRON := $(REAL_VENVS)/neutron
+
+real-packages:
+	@missing=$$(for p in $$(awk '!/^#/ && /platform:dpkg/ && /[[ ]test[] ]/ {print $$1}' $(REAL_BINDEP)); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed' || echo "$$p"; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "Missing packages; as root: apt-get install" $$missing; exit 1; \
+	  fi; \
+	fi
+	@if [ "$$(id -u)" = 0 ]; then \
+	  getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu; \
+	  getent passwd libvirt-qemu >/dev/null || useradd --system \
+	    --gid libvirt-qemu --home-dir /var/lib/libvirt --no-create-home \
+	    --shell /usr/sbin/nologin libvirt-qemu; \
+	fi
+
+real-venvs: $(REAL_STAMP) $(REAL_GLANCE)/.deps-installed \
+	$(REAL_NEUTRON)/.deps-installed
+
+$(REAL_STAMP): $(STAMP) $(CONSTRAINTS) requirements/real-tier.txt | real-packages
+	$(PIP) install -q -c $(CONSTRAINTS) -r requirements/real-tier.txt
+	touch $@
+
+$(REAL_VENVS)/%/.deps-installed: $(CONSTRAINTS) requirements/real-tier-%.txt | real-packages
+	test -x $(REAL_VENVS)/$*/bin/python || $(PYTHON) -m venv $(REAL_VENVS)/$*
+	$(REAL_VENVS)/$*/bin/python -m pip --disable-pip-version-check install -q \
+	  -c $(CONSTRAINTS) -r requirements/real-tier-$*.txt
+	touch $@
+
+# The real deployment tier alone; under CI=true nothing in it may skip.
+test-real: install ceph real-packages real-venvs
+	cd tests && ../$(PY) -m pytest -q -ra $(REAL_PYTEST_ARGS) real
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info doc/build
