@@ -196,12 +196,23 @@ def _resize_migration(context, instance):
     return None
 
 
-def _finish_resize_forward(manager, context, instance, migration):
+def _finish_resize_forward(manager, context, instance, power):
     """End a resize whose destination's driver created the guest, as
     ``ComputeManager._finish_resize`` ends once the driver's
     ``finish_migration`` returned: volume attachments completed, migration
     finished, vm_state resized, task_state None. The user confirms or
-    reverts; nothing the guest wrote on this host is rolled back."""
+    reverts; nothing the guest wrote on this host is rolled back. Only the
+    destination of a resize between two hosts finishes it; anything else
+    is set to error."""
+    migration = _resize_migration(context, instance)
+    if (migration is None or
+            migration.source_compute == migration.dest_compute or
+            instance.host != migration.dest_compute or
+            migration.dest_compute != manager.host):
+        LOG.warning('guardrails recovery_table: resize_finish without a '
+                    'migration record naming this host as destination: '
+                    'vm_state error', instance=instance)
+        return _error(manager, context, instance, power)
     bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
         context, instance.uuid)
     manager._complete_volume_attachments(context, bdms)
@@ -209,25 +220,7 @@ def _finish_resize_forward(manager, context, instance, migration):
     migration.save()
     _save(instance, vm_state=vm_states.RESIZED, task_state=None,
           launched_at=timeutils.utcnow())
-    LOG.info('guardrails recovery_table: the destination\'s driver had '
-             'created the guest (power state %s): resize finished forward, '
-             'vm_state resized, awaiting confirm or revert',
-             manager._get_power_state(instance), instance=instance)
     return True
-
-
-def _finish_forward(manager, context, instance, power):
-    migration = _resize_migration(context, instance)
-    if (migration is None or
-            migration.source_compute == migration.dest_compute or
-            instance.host != migration.dest_compute or
-            migration.dest_compute != manager.host):
-        # Only the destination of a resize between two hosts finishes it.
-        LOG.warning('guardrails recovery_table: resize_finish without a '
-                    'migration record naming this host as destination: '
-                    'vm_state error', instance=instance)
-        return _error(manager, context, instance, power)
-    return _finish_resize_forward(manager, context, instance, migration)
 
 
 def _rollback_resize(manager, context, instance, power):
@@ -327,10 +320,10 @@ def _revert_resize(manager, context, instance, power):
         return _error(manager, context, instance, power)
     if instance.old_flavor is None:
         instance.old_flavor = instance.flavor
-    _ensure_resize_snapshot(manager, instance)
     power_on = (instance.system_metadata.get('old_vm_state') !=
                 vm_states.STOPPED)
     try:
+        _ensure_resize_snapshot(manager, instance)
         manager.driver.finish_revert_migration(
             context, instance, instance.get_network_info(), migration,
             manager._get_instance_block_device_info(context, instance),
@@ -392,7 +385,7 @@ EXECUTORS = {
     'rerun_soft_delete': _rerun_soft_delete,
     'rerun_shelve_offload': _rerun_shelve_offload,
     'rollback_resize': _rollback_resize,
-    'finish_resize_forward': _finish_forward,
+    'finish_resize_forward': _finish_resize_forward,
     'revert_resize': _revert_resize,
 }
 
