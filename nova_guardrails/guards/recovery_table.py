@@ -830,8 +830,10 @@ class RecoveryTableGuard(base.Guard):
             stable = instance.obj_clone()
             stable.task_state = None
             stable.obj_reset_changes(['task_state'])
+            # The report's "after" is the instance's own record: its
+            # task_state still deferred.
             self._run(decision, lambda: call_next(context, stable), manager,
-                      stable)
+                      instance)
             return
         decision.after = decision.before
         self.report.record(decision)
