@@ -248,7 +248,27 @@ class _Evacuation(_Base):
     over its old hypervisor, where the evacuated guest still is."""
 
     def evacuate_while_down(self, count=1, crash_destination=False):
-        return scenarios.evacuate_while_down(self, count, crash_destination)
+        if not crash_destination:
+            return scenarios.evacuate_while_down(self, count)
+        # C dies as the rebuild starts, before its resource claim (the
+        # migration stays accepted, the instance recorded on A). Not at
+        # ComputeManager.rebuild_instance: recovery_table's request gate
+        # holds each started manager's own rebuild_instance, so a crash
+        # point set on the class afterwards is never reached there.
+        self.start_compute(A)
+        self.start_compute(C)
+        servers = [self._create_server(networks='none', host=A)
+                   for _ in range(count)]
+        connection = self.stop_compute(A)
+        scenarios.force_down(self, A)
+        crashed = self.crash_at(
+            'nova.compute.resource_tracker.ResourceTracker', 'rebuild_claim',
+            when='before')
+        for server in servers:
+            self.admin_api.post_server_action(server['id'],
+                                              {'evacuate': {}})
+        self.wait_for_crash(crashed)
+        return servers, connection
 
     def migration_status(self, server):
         ctxt = nova_context.get_admin_context()
