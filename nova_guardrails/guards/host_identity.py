@@ -435,6 +435,9 @@ class HostIdentityGuard(base.Guard):
 
     @staticmethod
     def _why_destroy(instance, migration):
+        if instance is None:
+            return ('the instance is gone: its guest is a leftover of the '
+                    'evacuation to %s' % migration.dest_compute)
         if instance.deleted:
             return ('the instance is deleted: its guest is a leftover of '
                     'the evacuation to %s' % migration.dest_compute)
@@ -636,24 +639,31 @@ class HostIdentityGuard(base.Guard):
                 nodes = {cn.hypervisor_hostname: cn.uuid for cn in
                          objects.ComputeNodeList.get_all_by_host(
                              context, manager.host)}
+            finished = False
             try:
                 if local:
                     self._destroy_as_nova(manager, context, instance,
                                           migration)
                     self._destroyed += 1
-                self._finish_as_nova(manager, context, instance, local,
-                                     migration, nodes)
+                finished = self._finish_as_nova(manager, context, instance,
+                                                local, migration, nodes)
             except Exception as error:
                 decision.outcome = 'failed'
                 decision.error = '%s: %s' % (type(error).__name__, error)
-            decision.action = 'destroy' if local else 'complete'
+            done = []
+            if local:
+                done.append('the copy destroyed, its disks kept if the '
+                            'destination shares them')
+            if finished:
+                done.append('this node\'s allocation removed, the '
+                            'evacuation completed')
+            decision.action = ('destroy' if local else
+                               'complete' if finished else 'leave')
             decision.reason = (
-                '%s, settled after start-up as nova\'s '
-                '_destroy_evacuated_instances would (%sthis node\'s '
-                'allocation removed, evacuation completed)' % (
+                '%s; settled after start-up as nova\'s '
+                '_destroy_evacuated_instances would: %s' % (
                     self._why_destroy(instance, migration),
-                    'the copy destroyed, its disks kept if the destination '
-                    'shares them; ' if local else ''))
+                    '; '.join(done) or 'nothing is left to do here'))
             decision.after = (report_mod.InstanceState.of(
                 instance, self._power(manager, instance))
                 if instance is not None else None)

@@ -50,10 +50,10 @@ class _Evacuation(harness.GuardrailsTestBase):
         self.admin_api.post_server_action(self.server['id'],
                                           {'evacuate': {}})
 
-    def migration(self):
+    def migration(self, server=None):
         ctxt = nova_context.get_admin_context()
         [migration] = objects.MigrationList.get_by_filters(
-            ctxt, {'instance_uuid': self.server['id'],
+            ctxt, {'instance_uuid': (server or self.server)['id'],
                    'migration_type': 'evacuation'})
         return migration
 
@@ -71,21 +71,24 @@ class _Evacuation(harness.GuardrailsTestBase):
         return '%s/guardrails/%s.json' % (self.state_path, host)
 
     def decisions(self, guard='host_identity', host=A):
+        return self.decisions_of(self.server, guard, host)
+
+    def decisions_of(self, server, guard='host_identity', host=A):
         try:
             with open(self.report_of(host)) as f:
                 rows = json.load(f)['decisions']
         except (OSError, ValueError):
             return []
         return [r for r in rows if r['guard'] == guard and
-                r['instance_uuid'] == self.server['id']]
+                r['instance_uuid'] == server['id']]
 
     def decision(self, action):
         rows = [r for r in self.decisions() if r['action'] == action]
         return rows[-1] if rows else None
 
-    def allocation_hosts(self):
+    def allocation_hosts(self, server=None):
         providers = set(self._get_allocations_by_server_uuid(
-            self.server['id']))
+            (server or self.server)['id']))
         return {host for host in (A, C)
                 if self._get_provider_uuid_by_host(host) in providers}
 
@@ -109,13 +112,14 @@ class SourceBackWhileInProgressTest(_Evacuation):
         self.spawn_fails = False
         original = harness._resolve(scenarios.LIBVIRT_DRIVER, 'spawn')
 
-        def slow_spawn(driver, *args, **kwargs):
-            if driver._host.get_connection().getHostname() == C:
+        def slow_spawn(driver, context, instance, *args, **kwargs):
+            if (driver._host.get_connection().getHostname() == C and
+                    instance.uuid == self.server['id']):
                 self.spawning.set()
                 self.go_on.wait(60)
                 if self.spawn_fails:
                     raise RuntimeError('spawn failed on the destination')
-            return original(driver, *args, **kwargs)
+            return original(driver, context, instance, *args, **kwargs)
         self.useFixture(fixtures.MonkeyPatch(
             scenarios.LIBVIRT_DRIVER + '.spawn', slow_spawn))
         self.addCleanup(self.go_on.set)
@@ -141,6 +145,32 @@ class SourceBackWhileInProgressTest(_Evacuation):
         self.assertEqual({A, C}, self.allocation_hosts())
         self.assertEqual('power_off_keep',
                          self.decision('power_off_keep')['action'])
+
+    def test_other_evacuations_cleaned_up_as_nova_does(self):
+        """One evacuation finished while A was down, one still running when
+        A comes back: the finished one is cleaned up at start-up with
+        nova's steps (run by the guard, as nova's own method would also
+        complete the running one), the running one is left open."""
+        done = self._create_server(networks='none', host=A)
+        conn_a = self.a_goes_down()
+        self._evacuate_server(done, expected_host=C)
+        self.evacuate()
+        self.assertTrue(self.spawning.wait(30))
+        self.start_on(A, conn_a)
+        row = [r for r in self.decisions() if r['action'] == 'destroy']
+        self.assertEqual([], row)
+        [row] = [r for r in self.decisions_of(done)
+                 if r['action'] == 'destroy']
+        self.assertEqual(('guardrails', 'done'),
+                         (row['executed_by'], row['outcome']))
+        self.assertEqual('pending', self.guest_power_state_on(conn_a, done))
+        self.assertEqual('completed', self.migration(done).status)
+        self.assertEqual({C}, self.allocation_hosts(done))
+        # The running one: untouched but powered off.
+        self.assertEqual('shutdown', self.guest_power_state_on(conn_a,
+                                                               self.server))
+        self.assertEqual('pre-migrating', self.migration().status)
+        self.assertEqual({A, C}, self.allocation_hosts())
 
     def test_finished_evacuation_settles_the_copy(self):
         conn_a = self.a_back_during_the_rebuild()
@@ -180,6 +210,24 @@ class SourceBackWhileInProgressTest(_Evacuation):
         self.hard_reboot()
         self.assertEqual('running', self.guest_power_state_on(conn_a,
                                                               self.server))
+
+    def test_no_guest_here_evacuation_still_left_open(self):
+        """A's hypervisor lost the guest while A was down: nothing to keep,
+        but the evacuation is not over either, so it is not completed."""
+        conn_a = self.a_goes_down()
+        dom = conn_a.lookupByUUIDString(self.server['id'])
+        dom.destroy()
+        dom.undefine()
+        self.evacuate()
+        self.assertTrue(self.spawning.wait(30))
+        self.start_on(A, conn_a)
+        self.assertEqual('keep_open', self.decision('keep_open')['action'])
+        self.assertEqual('pre-migrating', self.migration().status)
+        self.assertEqual({A, C}, self.allocation_hosts())
+        self.go_on.set()
+        self.wait_until(lambda: self.decision('complete') is not None)
+        self.assertEqual('completed', self.migration().status)
+        self.assertEqual({C}, self.allocation_hosts())
 
     def test_recheck_is_bounded_in_time(self):
         self.useFixture(fixtures.MonkeyPatch(
