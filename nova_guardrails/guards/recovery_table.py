@@ -462,10 +462,6 @@ class RecoveryTableGuard(base.Guard):
         self._started = False
         self._stopping = False
         grace = self.conf.guardrails.queued_grace_seconds
-        # Before nova's start-up: a request deferred below and then taken
-        # over by the recovery is never run a second time when its message
-        # is delivered late.
-        self._ledger.wrap(manager)
         result = call_next(service_ref)
         # Only now: the driver is initialised, nova's node-identity checks
         # and the other guards' refusals (host_identity) have passed, and
@@ -488,6 +484,11 @@ class RecoveryTableGuard(base.Guard):
                 LOG.exception('guardrails recovery_table: start-up check %s '
                               'failed; nova-compute starts without it',
                               sweep.func.__name__)
+        if self._deferred:
+            # Before the RPC server starts (Service.start, after init_host):
+            # a deferred request the recovery later takes over is never run
+            # a second time when its message is delivered late.
+            self._ledger.wrap(manager)
         self._started = True
         return result
 
