@@ -1303,25 +1303,28 @@ class Tier:
             argv += ['--config-file', conf]
         self.run(argv + ['upgrade', 'heads'], name='neutron-db-manage')
 
-    # Control plane ----------------------------------------------------------
+    # Control plane ----------------------------------------------------
 
     def serve(self, name, venv, app, prog, env):
         return self.spawn(name, [
-            os.path.join(venv, 'bin', 'python'), os.path.join(HERE, 'serve.py'),
+            os.path.join(venv, 'bin', 'python'),
+            os.path.join(HERE, 'serve.py'),
             '127.0.0.1:%d' % self.ports[name], app, prog], env=env)
 
     def start_control_plane(self):
         etc = os.path.join(self.dir, 'etc')
         apis = [
-            self.serve('placement', NOVA_VENV, 'placement.wsgi.api:application',
+            self.serve('placement', NOVA_VENV,
+                       'placement.wsgi.api:application',
                        'placement-api', {'OS_PLACEMENT_CONFIG_DIR':
                                          os.path.join(etc, 'placement')}),
             self.serve('glance', GLANCE_VENV, 'glance.wsgi.api:application',
                        'glance-api', {'OS_GLANCE_CONFIG_DIR':
                                       os.path.join(etc, 'glance')}),
-            self.serve('neutron', NEUTRON_VENV, 'neutron.wsgi.api:application',
-                       'neutron-api', {
-                           'OS_NEUTRON_CONFIG_DIR': os.path.join(etc, 'neutron'),
+            self.serve('neutron', NEUTRON_VENV,
+                       'neutron.wsgi.api:application', 'neutron-api', {
+                           'OS_NEUTRON_CONFIG_DIR':
+                               os.path.join(etc, 'neutron'),
                            'OS_NEUTRON_CONFIG_FILES':
                                'neutron.conf;ml2_conf.ini'}),
             self.serve('nova-api', NOVA_VENV,
@@ -1503,7 +1506,7 @@ class Tier:
         """Let the processes run (periodic tasks, queued requests)."""
         time.sleep(seconds)
 
-    # Reading state through the APIs -------------------------------------------
+    # Reading state through the APIs ---------------------------------------
 
     def services(self, host=None, binary='nova-compute'):
         query = '?binary=%s' % binary + ('&host=%s' % host if host else '')
