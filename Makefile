@@ -95,6 +95,9 @@ REAL_STAMP := $(VENV)/.real-tier-installed
 REAL_VENVS := $(VENV)/real-tier
 REAL_GLANCE := $(REAL_VENVS)/glance
 REAL_NEUTRON := $(REAL_VENVS)/neutron
+# glance and neutron are services of their own: the 2026.2 series, whatever
+# nova is under test.
+REAL_SERVICES_CONSTRAINTS ?= requirements/constraints-nova-34.0.0.txt
 
 real-packages:
 	@missing=$$(for p in $$(awk '!/^#/ && /platform:dpkg/ && /[[ ]test[] ]/ {print $$1}' $(REAL_BINDEP)); do \
@@ -123,10 +126,10 @@ $(REAL_STAMP): $(STAMP) $(CONSTRAINTS) requirements/real-tier.txt | real-package
 	$(PIP) install -q -c $(CONSTRAINTS) -r requirements/real-tier.txt
 	touch $@
 
-$(REAL_VENVS)/%/.deps-installed: $(CONSTRAINTS) requirements/real-tier-%.txt | real-packages
+$(REAL_VENVS)/%/.deps-installed: $(REAL_SERVICES_CONSTRAINTS) requirements/real-tier-%.txt | real-packages
 	test -x $(REAL_VENVS)/$*/bin/python || $(PYTHON) -m venv $(REAL_VENVS)/$*
 	$(REAL_VENVS)/$*/bin/python -m pip --disable-pip-version-check install -q \
-	  -c $(CONSTRAINTS) -r requirements/real-tier-$*.txt
+	  -c $(REAL_SERVICES_CONSTRAINTS) -r requirements/real-tier-$*.txt
 	touch $@
 
 # The real deployment tier alone; under CI=true nothing in it may skip.
