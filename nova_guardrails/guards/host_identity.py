@@ -1,6 +1,6 @@
 """The ``host_identity`` guard: one hypervisor, one nova-compute host.
 
-nova bug 1419785 (seed 003): an HA standby nova-compute started with another
+nova bug 1419785: an HA standby nova-compute started with another
 ``[DEFAULT] host`` over the same hypervisor took the guests for evacuated
 ones and destroyed them all. nova >= 27 detects a rename through the node
 uuid (``ComputeManager._check_for_host_rename``), and a *new* service over a

@@ -1,4 +1,4 @@
-"""host_identity guard on real nova 34 (issue 5; seed 003, nova bug 1419785).
+"""host_identity guard on real nova 34 (issue 5; nova bug 1419785).
 
 Two nova-compute services over one fake hypervisor are two services started
 with the same fakelibvirt connection (its domains and its hostname), one
