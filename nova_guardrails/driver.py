@@ -19,6 +19,9 @@ patched).
 """
 
 import functools
+import logging as logging_std
+import os
+import sys
 
 from nova.compute import manager as compute_manager
 import nova.conf
@@ -93,6 +96,33 @@ def _build_real_driver(virtapi, kwargs):
             '[guardrails] driver = %s is not a nova.virt.driver.ComputeDriver'
             % name))
     return real
+
+
+#: Exit status of a nova-compute whose start a guard refused (sysexits'
+#: EX_CONFIG): a service manager shows it failed, and
+#: ``RestartPreventExitStatus=78`` keeps systemd from restarting it in a loop.
+EXIT_REFUSED = os.EX_CONFIG
+
+
+def _exit_refused(error):
+    """End the nova-compute process after a refusal.
+
+    When ``init_host`` raises, nova-compute (nova 34, threading mode) logs
+    the error and then never exits: futurist's exit handler joins the
+    libvirt driver's connection event thread, which does not end (measured
+    on a real deployment; nova alone hangs the same way on its own start-up
+    refusals). A refused nova-compute that keeps running looks alive to the
+    operator's service manager. Only in a process started by nova-compute's
+    ``main()`` (``nova.cmd.compute`` loaded); elsewhere (nova's in-process
+    fixtures, tools) the exception propagates as usual.
+    """
+    if 'nova.cmd.compute' not in sys.modules:
+        return
+    LOG.critical('guardrails: nova-compute refused to start, exiting with '
+                 'status %(status)d: %(error)s',
+                 {'status': EXIT_REFUSED, 'error': error})
+    logging_std.shutdown()
+    os._exit(EXIT_REFUSED)
 
 
 class GuardrailsDriver(nova_driver.ComputeDriver):
@@ -188,6 +218,8 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
                 result = init_host(*args, **kwargs)
             except Exception as error:
                 report.finish('failed: %s' % error)
+                if isinstance(error, exception.StartupRefused):
+                    _exit_refused(error)
                 raise
             report.finish('completed')
             return result

@@ -284,6 +284,12 @@ class RequestLedger:
             signature = inspect.signature(method)
         except (TypeError, ValueError):
             signature = None
+        manager = getattr(method, '__self__', None)
+        if manager is not None and name not in vars(manager):
+            # nova's own method: looked up on the class at each call, as
+            # the dispatcher would without the gate.
+            def method(*args, _cls=type(manager), **kwargs):
+                return getattr(_cls, name)(manager, *args, **kwargs)
 
         @functools.wraps(method)
         def gated(context, *args, **kwargs):

@@ -21,6 +21,8 @@ Either way the guests must still run, with their disks in Ceph intact.
 
 import pytest
 
+from nova_guardrails import driver
+
 MARK = b'nova-guardrails real tier: bug 1419785 marker'
 OFFSET = 1024 * 1024
 STANDBY = 'hv1-standby'
@@ -107,11 +109,11 @@ def test_new_standby_over_running_guests(tier, measured, guarded):
         # init_host raised (nova alone too, on its own refusal): futurist's
         # atexit handler joins the libvirt driver's connection event
         # thread, which never returns (the TODO in nova.virt.libvirt.host.
-        # Host.cleanup).
+        # Host.cleanup). nova-guardrails ends it with EX_CONFIG.
         assert exited is not None, (
             'host_identity refused the start (report, guests and disks as '
             'they must be) but the nova-compute process did not exit')
-        assert exited != 0
+        assert exited == driver.EXIT_REFUSED
 
 
 @pytest.mark.parametrize('guarded', [True, False],
@@ -141,9 +143,9 @@ def test_bug_1419785_standby_registered_before(tier, measured, guarded):
     if guarded:
         exited = check_refused(tier, standby, measured, 'host_identity')
         check_untouched(tier, servers, before, measured)
-        assert exited is not None, (
+        assert exited == driver.EXIT_REFUSED, (
             'host_identity refused the start but the nova-compute process '
-            'did not exit')
+            'did not exit with EX_CONFIG (%s)' % exited)
     else:
         standby.wait_serving()
         tier.settle(15)
