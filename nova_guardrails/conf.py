@@ -90,12 +90,17 @@ guardrails_opts = [
     cfg.ListOpt(
         'allow_takeover_from',
         default=[],
-        help='``host_identity`` guard: hosts this nova-compute may take a '
-             'hypervisor over from, in a planned takeover. When this '
-             'hypervisor\'s compute node, or a guest on it, is recorded '
-             'for one of these hosts, nova-compute logs it and starts; for '
-             'any other host it refuses to start. Remove the value once '
-             'the takeover is done.'),
+        deprecated_for_removal=True,
+        deprecated_reason='no start-up can make a takeover consistent: '
+                          'nova has no API that moves a compute node or an '
+                          'instance to another host',
+        help='``host_identity`` guard: no longer lets a start proceed. '
+             'When this hypervisor\'s compute node, or a guest on it, is '
+             'recorded for one of these hosts, the refusal says why a '
+             'takeover cannot be made consistent and gives the supported '
+             'steps (an HA pair shares one [DEFAULT] host and node '
+             'identity; to move a hypervisor, move its servers off, delete '
+             'the old service, then start).'),
     cfg.IntOpt(
         'max_startup_destroys',
         min=0,
