@@ -29,6 +29,7 @@ import functools
 import threading
 
 from nova.compute import task_states
+from nova.compute import utils as compute_utils
 from nova.compute import vm_states
 from nova import context as nova_context
 from nova import exception as nova_exception
@@ -742,6 +743,10 @@ class RecoveryTableGuard(base.Guard):
             # rebuild that reached this host meanwhile wins (preempted) and
             # nothing else is done.
             _save(instance, vm_state=vm_states.ERROR, task_state=None)
+            # As nova's rebuild failure path: the server shows why.
+            compute_utils.add_instance_fault_from_exc(
+                context, instance, nova_exception.NovaException(
+                    'nova-guardrails recovery_table: %s' % why))
             try:
                 manager.driver.destroy(context, instance,
                                        instance.get_network_info(),

@@ -71,6 +71,9 @@ class GuardedEvacuationTest(_Evacuation):
         self.assertEqual(('fail_evacuation', 'guardrails', 'done'), tuple(
             scenarios._decision(server)[k]
             for k in ('action', 'executed_by', 'outcome')))
+        # The server says why, as after nova's own rebuild failure.
+        self.assertIn('nova-guardrails recovery_table: evacuation from',
+                      self.api.get_server(server['id'])['fault']['message'])
         # The source comes back: its guest is kept (the evacuation failed),
         # and a hard reboot brings the server back there.
         self.revive_source()
