@@ -3,15 +3,36 @@
 # pinned by requirements/constraints-nova-34.0.0.txt, and nova-guardrails is
 # installed the way an operator installs it (a wheel, not editable).
 
+# Every maintained nova release is tested (the newest of each series,
+# 2024.1 to 2026.2): `make test NOVA=29.4.0` runs on nova 29.4.0, pinned by
+# requirements/constraints-nova-29.4.0.txt, in .venv-nova-29.4.0; without
+# NOVA, on the newest release in .venv. `make test` runs the real deployment
+# tier on the newest release only (`make test-real NOVA=...` runs it on
+# another). TESTS narrows the in-process suite, e.g.
+# `make test NOVA=31.3.1 TESTS="unit functional/test_driver_loading.py"`.
+
 PYTHON ?= python3
+NOVA_RELEASES := 29.4.0 30.3.0 31.3.1 32.2.1 33.0.2 34.0.0
+NOVA_NEWEST := $(lastword $(NOVA_RELEASES))
+NOVA ?= $(NOVA_NEWEST)
+ifeq ($(NOVA),$(NOVA_NEWEST))
 VENV ?= .venv
-CONSTRAINTS ?= requirements/constraints-nova-34.0.0.txt
+REAL_TIER := real-packages real-venvs
+else
+VENV ?= .venv-nova-$(NOVA)
+REAL_TIER :=
+endif
+CONSTRAINTS ?= requirements/constraints-nova-$(NOVA).txt
+ifeq ($(wildcard $(CONSTRAINTS)),)
+$(error NOVA=$(NOVA): there is no $(CONSTRAINTS); tested releases: $(NOVA_RELEASES))
+endif
+TESTS ?= .
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.deps-installed
 
 .PHONY: venv install ceph lab crash-matrix test test-ceph docs sample clean \
-	real-packages real-venvs test-real
+	real-packages real-venvs test-real releases
 
 venv: $(STAMP)
 
@@ -60,16 +81,24 @@ crash-matrix: install
 	$(VENV)/bin/nova-guardrails crash-matrix --jobs 3 \
 	  --output doc/crash-matrix.md --json doc/crash-matrix.json
 
-# Every test: the in-process suite, then the real deployment tier
-# (tests/real); both run even when the first fails, the exit status is the
-# first failure's.
-test: install ceph real-packages real-venvs
+# Every test: the in-process suite ($(TESTS) under tests/), then, on the
+# newest release, the real deployment tier (tests/real); both run even when
+# the first fails, the exit status is the first failure's.
+test: install ceph $(REAL_TIER)
 	@status=0; \
-	(cd tests && ../$(PY) -m pytest -q -ra $(PYTEST_ARGS) --ignore=real .) \
+	(cd tests && ../$(PY) -m pytest -q -ra $(PYTEST_ARGS) --ignore=real $(TESTS)) \
 	  || status=$$?; \
-	(cd tests && ../$(PY) -m pytest -q -ra $(REAL_PYTEST_ARGS) real) \
-	  || { rc=$$?; [ "$$status" != 0 ] || status=$$rc; }; \
+	if [ -n "$(REAL_TIER)" ]; then \
+	  (cd tests && ../$(PY) -m pytest -q -ra $(REAL_PYTEST_ARGS) real) \
+	    || { rc=$$?; [ "$$status" != 0 ] || status=$$rc; }; \
+	else \
+	  echo "nova $(NOVA): make test runs the real deployment tier on nova $(NOVA_NEWEST) only"; \
+	fi; \
 	exit $$status
+
+# The tested nova releases, oldest first (.ci/run reads them).
+releases:
+	@echo $(NOVA_RELEASES)
 
 # Only the tests that run against the throwaway Ceph cluster.
 test-ceph: install ceph
@@ -97,7 +126,7 @@ REAL_GLANCE := $(REAL_VENVS)/glance
 REAL_NEUTRON := $(REAL_VENVS)/neutron
 # glance and neutron are services of their own: the 2026.2 series, whatever
 # nova is under test.
-REAL_SERVICES_CONSTRAINTS ?= requirements/constraints-nova-34.0.0.txt
+REAL_SERVICES_CONSTRAINTS ?= requirements/constraints-nova-$(NOVA_NEWEST).txt
 
 real-packages:
 	@missing=$$(for p in $$(awk '!/^#/ && /platform:dpkg/ && /[[ ]test[] ]/ {print $$1}' $(REAL_BINDEP)); do \
@@ -137,4 +166,4 @@ test-real: install ceph real-packages real-venvs
 	cd tests && ../$(PY) -m pytest -q -ra $(REAL_PYTEST_ARGS) real
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info doc/build
+	rm -rf $(VENV) .venv-nova-* build dist *.egg-info doc/build
