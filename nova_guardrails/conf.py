@@ -42,16 +42,16 @@ guardrails_opts = [
              'the host caught in a transitional task_state to a stable state '
              'by an explicit table (``nova-guardrails table`` prints it).\n'
              '* ``host_identity``: refuses to start when this hypervisor is '
-             'registered to another nova-compute host or runs guests of '
-             'another host (nova bug 1419785), and destroys guests evacuated '
+             'registered to another nova-compute host or holds guests '
+             '(running or not) of another host (nova bug 1419785), and destroys guests evacuated '
              'away only on complete evidence.\n'
              '* ``revert_vif``: before a resize revert (or resize) waits for '
              'network-vif-plugged events, moves ports still bound to another '
              'host to this one, so the driver never waits for an event that '
-             'cannot come (seed 002, nova bug 1450624).\n'
-             '* ``rbd_root_disk``: an instance\'s root disk in Ceph '
-             '(``<uuid>_disk``) is removed only when that instance is '
-             'deleted by this host (seed 004).'),
+             'cannot come (nova bug 1450624).\n'
+             '* ``rbd_root_disk``: an instance\'s images in Ceph '
+             '(``<uuid>_disk*``) are removed only by that instance\'s own '
+             'host, never by a failed evacuation or rebuild spawn.'),
     cfg.StrOpt(
         'report_path',
         default='$state_path/guardrails/startup-report.json',

@@ -2,7 +2,7 @@
 
 Subcommands:
 
-* ``lab``: run the seed scenarios on an embedded in-process nova, nova alone
+* ``lab``: run the upstream bugs' scenarios on an embedded in-process nova, nova alone
   beside guarded, and print the comparison table (needs the ``lab`` extra).
 * ``table``: print the recovery table as markdown.
 * ``rbd-trash list|restore UUID``: root disks in the rbd trash.
@@ -79,7 +79,7 @@ def build_parser():
                     'data-safety checks.')
     sub = parser.add_subparsers(dest='command', required=True)
     lab = sub.add_parser(
-        'lab', help='run the seed scenarios on an embedded nova, nova alone '
+        'lab', help='run the upstream bugs\' scenarios on an embedded nova, nova alone '
                     'beside guarded, and print the table')
     lab.add_argument('--scenario', action='append', metavar='NAME',
                      help='run only this scenario (repeatable)')

@@ -794,6 +794,18 @@ def _hold_compute_casts(test):
     return held, deliver
 
 
+def _restart(test, host):
+    """Restart nova-compute ``host`` keeping its hypervisor; False when it
+    does not start."""
+    try:
+        test.restart_compute_service(host)
+    except Exception:
+        return False
+    test.matrix_connections[host] = test.computes[
+        host].driver._host.get_connection()
+    return True
+
+
 def _late_cell(operation, point, guarded, clean):
     """The operation's request cast while its nova-compute is down, held
     across a restart and delivered after the queued grace period; the
@@ -813,13 +825,7 @@ def _late_cell(operation, point, guarded, clean):
         if not held:
             return Cell(operation.name, point.label(), guarded, NOT_REACHED,
                         ['no cast to a compute was made'], {}, False)
-        started = True
-        try:
-            test.restart_compute_service(point.host)
-            test.matrix_connections[point.host] = test.computes[
-                point.host].driver._host.get_connection()
-        except Exception:
-            started = False
+        started = _restart(test, point.host)
         _settle(test, server['id'])
         delivered = deliver()
         time.sleep(0.5)
@@ -869,12 +875,7 @@ def run_cell(operation, point, guarded, clean=None):
         if tracer.crashed.is_set():
             # Let the dying thread unwind, then restart that nova-compute.
             time.sleep(0.2)
-            try:
-                test.restart_compute_service(point.host)
-                test.matrix_connections[point.host] = test.computes[
-                    point.host].driver._host.get_connection()
-            except Exception:
-                started = False
+            started = _restart(test, point.host)
         state = _settle(test, server['id'])
         before_revive = state
         for host in operation.revive:

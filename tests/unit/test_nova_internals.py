@@ -40,6 +40,8 @@ import unittest
 
 from nova import version as nova_version
 
+from nova_guardrails import queued
+
 NOVA = nova_version.version_string()
 
 Call = collections.namedtuple('Call', 'target positional keywords used_in')
@@ -285,16 +287,7 @@ EVENTS = {
 
 #: queued.QUEUEABLE_METHODS, each gated on the manager instance; the gate
 #: finds the instance by the parameter name ``instance``.
-QUEUEABLE = (
-    'reboot_instance', 'start_instance', 'stop_instance', 'pause_instance',
-    'unpause_instance', 'suspend_instance', 'resume_instance',
-    'rescue_instance', 'unrescue_instance', 'snapshot_instance',
-    'backup_instance', 'set_admin_password', 'soft_delete_instance',
-    'restore_instance', 'terminate_instance', 'shelve_instance',
-    'shelve_offload_instance', 'unshelve_instance', 'revert_resize',
-    'rebuild_instance', 'prep_resize', 'resize_instance', 'finish_resize',
-    'live_migration',
-)
+QUEUEABLE = queued.QUEUEABLE_METHODS
 
 #: Bodies the guards mirror or rely on: {qualified name: (what to
 #: re-check, {body hash: nova releases (major) it was seen and re-checked
