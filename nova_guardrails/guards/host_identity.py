@@ -23,7 +23,10 @@ before anything is written or destroyed); either refuses start-up:
   history: it says where the instance was, not that this hypervisor is
   this host's. A guest whose instance is deleted is nova's to remove
   (``_destroy_evacuated_instances``, ``_cleanup_running_deleted_instances``):
-  reported, never a refusal (nova bug 1794996).
+  reported, never a refusal (nova bug 1794996). A stopped guest left by a
+  confirmed resize or cold migration from this host to the instance's host
+  (nova-compute died during the confirm's clean-up) is reported and left,
+  as nova leaves it.
 
 ``[guardrails] allow_takeover_from`` does not lift either refusal: nova has
 no API or nova-manage command that moves a compute node or an instance to
@@ -271,7 +274,9 @@ class HostIdentityGuard(base.Guard):
             migration = links.get(instance.uuid)
             power = self._power(manager, instance)
             if migration is None:
-                unexplained.append((instance, power))
+                if not self._confirmed_leftover(manager, context, instance,
+                                                power):
+                    unexplained.append((instance, power))
                 continue
             self.report.record(report_mod.Decision(
                 guard=self.name, instance_uuid=instance.uuid,
@@ -312,6 +317,50 @@ class HostIdentityGuard(base.Guard):
                 'out': _ways_out(manager.host, hosts),
                 'takeover': _takeover_refused(
                     hosts & self.allow_takeover_from)}))
+
+    def _confirmed_leftover(self, manager, context, instance, power):
+        """Whether a guest of another host is the stopped leftover of a
+        cold move from this host that is over (one query).
+
+        True, with a ``leave`` report row, when the guest is shut off or
+        crashed and the instance's latest migration is a resize or cold
+        migration from this host and one of its nodes to the host the
+        instance is recorded on, confirmed. nova's confirm removes the
+        source guest (``ComputeManager._confirm_resize``,
+        ``driver.confirm_migration``); a nova-compute that dies after the
+        migration is marked confirmed can leave it. nova alone starts and
+        leaves it; so does the guard: stopped, it cannot run twice, and
+        removing it is the operator's call (with rbd its disks are the
+        instance's own images).
+        """
+        if power not in (power_state.SHUTDOWN, power_state.CRASHED):
+            return False
+        migrations = objects.MigrationList.get_by_filters(
+            context, {'instance_uuid': instance.uuid})
+        if not migrations:
+            return False
+        latest = max(migrations, key=lambda m: (m.created_at, m.id))
+        nodes = set(manager.driver.get_available_nodes())
+        if not (latest.status == 'confirmed' and
+                latest.migration_type in (fields.MigrationType.RESIZE,
+                                          fields.MigrationType.MIGRATION) and
+                latest.source_compute == manager.host and
+                latest.source_node in nodes and
+                latest.dest_compute == instance.host):
+            return False
+        self.report.record(report_mod.Decision(
+            guard=self.name, instance_uuid=instance.uuid,
+            before=report_mod.InstanceState.of(instance, power),
+            action='leave', executed_by='nova',
+            reason='the guest is on this hypervisor (%s) and its instance '
+                   'is recorded on host %s: a leftover of %s %s from this '
+                   'host, confirmed (nova-compute died during the confirm\'s '
+                   'clean-up); stopped, it cannot run twice; left as nova '
+                   'leaves it: remove it with virsh undefine (which deletes '
+                   'no disk; with rbd its disks are the instance\'s)' % (
+                       report_mod.power_state_name(power), instance.host,
+                       latest.migration_type, latest.uuid)))
+        return True
 
     # Evacuated guests ------------------------------------------------------
 

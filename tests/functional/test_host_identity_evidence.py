@@ -227,6 +227,41 @@ class MigrationLinksTest(_Base):
         self.assertEqual((self.server['id'], 'refuse_start'),
                          (row['instance_uuid'], row['action']))
 
+    def test_stopped_leftover_of_a_confirmed_move_from_here_is_left(self):
+        """nova-compute A died during the confirm's clean-up of a cold
+        migration to C: the migration is confirmed, the source guest is
+        still defined on A, shut off. nova alone starts and leaves it;
+        so does the guard (it refused start-up before: crash matrix,
+        resize_confirm and cold_migrate at task_state -> None)."""
+        self._confirm_resize(self.migrate_to_c())
+        conn_a = self.stop_compute(A)
+        self.copy_guest(self.server, C, conn_a, running=False)
+        self.start_compute_on(A, conn_a)
+        self.assertEqual('up', self.services(A)[0]['state'])
+        [row] = [r for r in self.decisions()
+                 if r['instance_uuid'] == self.server['id']]
+        self.assertEqual(('leave', 'nova', 'done'),
+                         (row['action'], row['executed_by'], row['outcome']))
+        self.assertIn('confirmed', row['reason'])
+        self.assertEqual('shutdown',
+                         self.guest_power_state_on(conn_a, self.server))
+        server = self.api.get_server(self.server['id'])
+        self.assertEqual((C, 'ACTIVE'), (server['OS-EXT-SRV-ATTR:host'],
+                                         server['status']))
+
+    def test_stopped_guest_of_a_later_move_elsewhere_refuses(self):
+        """Moved from A to C, then from C to B: the latest move is not from
+        this host, so a stopped guest on A is not its leftover."""
+        self.start_compute(B)
+        self._confirm_resize(self.migrate_to_c())
+        self._confirm_resize(self._migrate_server(self.server, host=B))
+        conn_a = self.stop_compute(A)
+        self.copy_guest(self.server, B, conn_a, running=False)
+        error = self.assertRaises(exception.StartupRefused,
+                                  self.start_compute_on, A, conn_a)
+        self.assertIn('%s (host hostB, shutdown)' % self.server['id'],
+                      str(error))
+
     def test_an_open_migration_from_here_links(self):
         """A cold migration to C awaiting confirmation: A keeps the source
         guest (powered off) until the confirm. A restarts."""
