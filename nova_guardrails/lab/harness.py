@@ -92,9 +92,20 @@ class GuardrailsTestBase(base.ServersTestBase,
     #: nova.conf text applied in setUp.
     NOVA_CONF = GUARDED_NOVA_CONF
 
+    #: Polls of nova's ``_wait_for_server_parameter`` (0.5 s apart) at
+    #: least: nova's default of 10 (5 s) is too short on a loaded 2-core CI
+    #: machine; a state that never comes still fails, after 30 s.
+    MIN_STATE_POLLS = 60
+
     def setUp(self):
         self.state_path = None
         super().setUp()
+
+    def _wait_for_server_parameter(self, server, expected_params,
+                                   max_retries=10, **kwargs):
+        return super()._wait_for_server_parameter(
+            server, expected_params,
+            max(max_retries, self.MIN_STATE_POLLS), **kwargs)
 
     def _setup_services(self):
         # Runs inside _IntegratedTestBase.setUp, before any service starts.
