@@ -43,6 +43,7 @@ CONF = nova.conf.CONF
 _OWN_ATTRIBUTES = frozenset([
     '_guardrails_driver', '_guardrails_guards', '_guardrails_report',
     '_guardrails_manager', '_guardrails_call', 'guardrails_bind',
+    '_guardrails_host_checked', '_guardrails_check_host', '_checked_first',
     'init_host', 'cleanup_host', 'finish_revert_migration',
     'finish_migration',
 ])
@@ -152,6 +153,7 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         self._guardrails_report = report
         self._guardrails_guards = guards_mod.load(names, CONF, report)
         self._guardrails_manager = None
+        self._guardrails_host_checked = False
         LOG.info('guardrails: wrapping %(driver)s with guards %(guards)s',
                  {'driver': type(real).__name__,
                   'guards': ', '.join(names) or '(none)'})
@@ -213,6 +215,7 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
 
         @functools.wraps(manager.init_host)
         def guarded_init_host(*args, **kwargs):
+            self._guardrails_host_checked = False
             report.begin()
             try:
                 result = init_host(*args, **kwargs)
@@ -225,6 +228,15 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
             return result
 
         manager.init_host = guarded_init_host
+        # nova 29 checks the node identity (a new service over guests, an
+        # upgraded service's identity file) before the driver's init_host;
+        # nova >= 30 after it. The guards' host checks run before the first
+        # of them on every release (:meth:`_guardrails_check_host`).
+        for name in ('_sanity_check_new_host',
+                     '_ensure_existing_node_identity'):
+            original = getattr(manager, name, None)
+            if original is not None:
+                setattr(manager, name, self._checked_first(original))
         manager._destroy_evacuated_instances = chain(
             'destroy_evacuated_instances',
             manager._destroy_evacuated_instances)
@@ -259,11 +271,35 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
             guard.driver_cleanup_host(self._guardrails_manager, host)
         self._guardrails_driver.cleanup_host(host)
 
-    def init_host(self, host):
-        """The real driver's ``init_host(host)``, then each guard's
-        ``driver_init_host``; nova's node checks and evacuation clean-up
-        come after this in ``ComputeManager.init_host``."""
-        self._guardrails_driver.init_host(host)
+    def _checked_first(self, original):
+        """``original`` (a node identity check of nova's init_host),
+        after the guards' host checks when they have not run yet in this
+        start-up."""
+        @functools.wraps(original)
+        def checked(*args, **kwargs):
+            self._guardrails_check_host()
+            return original(*args, **kwargs)
+        return checked
+
+    def _guardrails_check_host(self):
+        """Each guard's ``driver_init_host``, once per start-up: before
+        nova's first node identity check (``_sanity_check_new_host`` or
+        ``_ensure_existing_node_identity``, which nova 29 runs before the
+        driver's ``init_host``), else right after the driver's
+        ``init_host``."""
+        if self._guardrails_host_checked:
+            return
+        self._guardrails_host_checked = True
         manager = self._guardrails_manager
         for guard in self._guardrails_guards:
-            guard.driver_init_host(manager, host)
+            guard.driver_init_host(manager, manager.host)
+
+    def init_host(self, host):
+        """The real driver's ``init_host(host)``, then each guard's
+        ``driver_init_host`` (unless nova 29 already ran them, before its
+        node identity checks); nova's node checks and evacuation clean-up
+        come after this in ``ComputeManager.init_host``."""
+        self._guardrails_driver.init_host(host)
+        if self._guardrails_manager is None:
+            return
+        self._guardrails_check_host()

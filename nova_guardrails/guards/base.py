@@ -37,9 +37,12 @@ class Guard:
         class), ``manager`` the ComputeManager (or None)."""
 
     def driver_init_host(self, manager, host):
-        """After the real driver's ``init_host(host)``; before nova's node
-        checks and before anything can be destroyed. Raise
-        :class:`~nova_guardrails.exception.StartupRefused` to stop."""
+        """Once per start-up, before nova's node checks and before anything
+        can be destroyed: after the real driver's ``init_host(host)`` (nova
+        >= 30), or, on nova 29, whose ``init_host`` checks the node identity
+        first, just before that check (``_sanity_check_new_host`` or
+        ``_ensure_existing_node_identity``, the driver not yet initialised).
+        Raise :class:`~nova_guardrails.exception.StartupRefused` to stop."""
 
     def driver_cleanup_host(self, manager, host):
         """nova-compute is stopping (``ComputeManager.cleanup_host``):

@@ -124,8 +124,13 @@ class GuardedStandbyTest(_Standby):
         connection = self.stop_compute(A)
         error = self.assertRaises(exception.StartupRefused,
                                   self.start_compute_on, B, connection)
-        # host_identity speaks first, before nova's own check.
+        # host_identity speaks first, before nova's own check, on every
+        # release (nova 29 runs _sanity_check_new_host before the driver's
+        # init_host), with its report row.
         self.assertIn('hypervisor node(s) hostA', str(error))
+        self.assertEqual([('refuse_start', 'refused')],
+                         [(r['action'], r['outcome'])
+                          for r in self.decisions(B)])
         self.assertEqual([], self.services(B))
         self.assertEqual([A], [n.host for n in self.compute_nodes(A)])
         self.assertEqual({s['id']: 'running' for s in servers},

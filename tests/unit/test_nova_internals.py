@@ -216,6 +216,10 @@ WRAPPED = {
     CM + '._destroy_evacuated_instances': ('context', 'node_cache'),
     CM + '._init_instance': ('context', 'instance'),
     CM + '.post_start_hook': (),
+    # Their first call runs the guards' host checks (driver_init_host)
+    # when the driver's init_host has not yet: nova 29 calls them first.
+    CM + '._sanity_check_new_host': (),
+    CM + '._ensure_existing_node_identity': ('service_ref',),
 }
 
 #: Attributes nova assigns in a constructor of the class or of a base.
