@@ -99,6 +99,7 @@ class GuardrailsTestBase(base.ServersTestBase,
 
     def setUp(self):
         self.state_path = None
+        self._nova_conf_fixture = None
         super().setUp()
 
     def _wait_for_server_parameter(self, server, expected_params,
@@ -161,7 +162,16 @@ class GuardrailsTestBase(base.ServersTestBase,
         parser = configparser.ConfigParser(interpolation=None)
         parser.optionxform = str
         parser.read_string(text)
-        conf_fixture = self.useFixture(config_fixture.Config(CONF))
+        # One fixture, made by the first call (in _setup_services, before
+        # any service starts): its clean-up resets every option to its
+        # default (ConfigOpts.reset), which must come after the services
+        # stopped. A second fixture's clean-up ran first and reset nova's
+        # test value manager_shutdown_timeout = 0: nova 33's Service.stop()
+        # then waited its default (160 s) for the crashed service's task.
+        if self._nova_conf_fixture is None:
+            self._nova_conf_fixture = self.useFixture(
+                config_fixture.Config(CONF))
+        conf_fixture = self._nova_conf_fixture
         for section in ['DEFAULT'] + parser.sections():
             values = {k: v for k, v in parser.items(section)
                       if section == 'DEFAULT' or
