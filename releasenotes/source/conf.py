@@ -1,0 +1,11 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+"""Release notes of nova-guardrails (reno)."""
+
+project = 'nova-guardrails Release Notes'
+copyright = 'nova-guardrails developers'
+extensions = ['reno.sphinxext']
+exclude_patterns = ['_build']
+html_theme = 'alabaster'
+html_static_path = []
