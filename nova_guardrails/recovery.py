@@ -21,8 +21,8 @@ Actions (:data:`ACTIONS`); ``by`` tells who runs it:
 
 The table covers every task_state of the installed nova (42 in nova 34):
 the 25 nova 34's ``_init_instance`` handles, with at least nova's behaviour,
-and the 17 it leaves stuck (seed 001). A nova release that adds a task_state
-fails the import check, naming it.
+and the 17 it leaves stuck (blueprint "recover from stuck states"). A
+nova release that adds a task_state fails the import check, naming it.
 
 A transitional task_state set by nova-api (``rebooting``, ``suspending``,
 ...) may also mean the request is still queued for this host: see
@@ -178,7 +178,8 @@ SHELVE = frozenset([ts.SHELVING, ts.SHELVING_IMAGE_PENDING_UPLOAD,
 RESIZE_ROLLBACK = frozenset([ts.RESIZE_MIGRATED,
                              ts.RESIZE_REVERTING])
 #: task_states nova 34 leaves untouched at start-up: an instance caught in
-#: one stays stuck with nova alone (17, seed 001).
+#: one stays stuck with nova alone (17, blueprint "recover from stuck
+#: states").
 NOT_HANDLED_BY_NOVA = ALL_TASK_STATES - NOVA_HANDLED
 #: Every task_state: the table covers them all (checked at import).
 COVERED = ALL_TASK_STATES
@@ -225,7 +226,7 @@ RULES = [
           'nova-api accepts a reset (hard reboot, rebuild, delete); guest '
           'untouched (nova alone skips it: stuck)'),
 
-    # Soft reboot (seed 000, nova bug 1072751).
+    # Soft reboot (nova bug 1072751).
     _rule([ts.REBOOTING, ts.REBOOT_STARTED], SOFT_REBOOT_VM, RUNNING,
           'clear_active', G,
           'the guest runs: the reboot completed or never reached it; no '
@@ -307,7 +308,8 @@ RULES = [
     _rule([ts.MIGRATING], LIVE_VM, ANY_POWER, 'reset_live_migration', N,
           'the live migration was interrupted: abort and reset it'),
 
-    # The 17 task_states nova 34 leaves stuck (issue 3, seed 001).
+    # The 17 task_states nova 34 leaves stuck (issue 3, blueprint "recover
+    # from stuck states").
     _rule([ts.IMAGE_BACKUP, ts.UPDATING_PASSWORD], LIVE_VM, ANY_POWER,
           'clear_to_guest', G,
           'the backup or password change was abandoned (the user asks '

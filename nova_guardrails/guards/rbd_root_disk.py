@@ -1,8 +1,9 @@
 """The ``rbd_root_disk`` guard: an instance's Ceph images die only with it.
 
-Seed 004: during an evacuation, spawn failed on the destination, the libvirt
-driver's clean-up ran with its disks and ``_cleanup_rbd`` deleted the
-instance's root disk from the shared Ceph pool. nova 22 made spawn clean up
+The evacuation that deleted root disks (nova bug 1419785's evacuation
+case): spawn failed on the destination, the libvirt driver's clean-up ran
+with its disks and ``_cleanup_rbd`` deleted the instance's root disk from
+the shared Ceph pool. nova 22 made spawn clean up
 only what it created (``cleanup_instance_disks=created_disks``), but
 ``created_disks`` is one boolean for root, ephemeral and swap, and
 ``LibvirtDriver._cleanup_rbd`` (nova 34, ``nova/virt/libvirt/driver.py``)
@@ -18,7 +19,7 @@ would have removed, when
   nova-compute, or this host is unknown): during an evacuation
   ``instance.host`` stays the source until the rebuild on the destination
   succeeds (``ResourceTracker.finish_evacuation``), so a failed spawn there
-  (nova bug 1419785, seed 004), ``_destroy_evacuated_instances`` on the
+  (nova bug 1419785), ``_destroy_evacuated_instances`` on the
   source, or any caller acting on another host's instance removes nothing;
 * the clean-up is that of a failed rebuild spawn on the instance's own host
   (task_state ``rebuild_spawning``: the rebuild's destroy of the old disks

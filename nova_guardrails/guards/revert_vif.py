@@ -1,7 +1,7 @@
 """The ``revert_vif`` guard: never wait for a vif event that cannot come.
 
-Seed 002 (nova bugs 1450624, 1788403, 1832028, 1952003): on a resize revert
-the libvirt driver waits for network-vif-plugged for every port whose
+nova bugs 1450624, 1788403, 1832028 and 1952003: on a resize revert the
+libvirt driver waits for network-vif-plugged for every port whose
 ``active`` flag is false (``LibvirtDriver._get_neutron_events``: port status
 not ACTIVE). neutron sends that event only for a port bound to the host where
 the vif is plugged. When the port is still bound to the other compute (the
@@ -64,8 +64,8 @@ class PortBindingElsewhere(nova_exception.NovaException):
                'vif_plugging_timeout: port %(port)s is bound to host '
                '%(bound)s, could not be bound to %(host)s, so its '
                'network-vif-plugged event cannot come (%(error)s). Fix the '
-               'port binding in neutron, then retry. Instance %(instance)s, '
-               'seed 002.')
+               'port binding in neutron, then retry. Instance %(instance)s '
+               '(nova bug 1450624).')
 
 
 def neutron_client(context):
@@ -194,7 +194,7 @@ class RevertVifGuard(base.Guard):
         if not rebound:
             return
         # The rebind is verified, not trusted: an update neutron
-        # acknowledges can be lost the same way nova's was (seed 002).
+        # acknowledges can be lost the same way nova's was (nova bug 1450624).
         try:
             now = {p['id']: p for p in client.list_ports(
                 device_id=instance.uuid)['ports']}

@@ -31,7 +31,7 @@ class Scenario:
 
     :ivar name: identifier (also the functional test's subject).
     :ivar title: one line for the lab table.
-    :ivar source: the bug or seed it comes from.
+    :ivar source: the upstream nova bug or blueprint it comes from.
     :ivar crash: ``f(test) -> server``: boot, operate, crash.
     :ivar restart_fault: optional ``f(test)`` run before the restart, to
         make the hypervisor fail during start-up.
@@ -238,7 +238,8 @@ def suspend_before_driver(test):
 
 def suspend_guest_saved(test):
     """Suspend; dies after the driver saved the guest, before recording
-    it (seed 001: a task_state nova 34 leaves stuck)."""
+    it (blueprint "recover from stuck states": a task_state nova 34
+    leaves stuck)."""
     server = boot(test)
     return _interrupt(
         test, server, test.crash_at(LIBVIRT_DRIVER, 'suspend',
@@ -247,7 +248,7 @@ def suspend_guest_saved(test):
 
 def shelve_offload_interrupted(test):
     """Shelved server, shelve offload; dies after the driver destroyed the
-    guest, before recording it (seed 001)."""
+    guest, before recording it (blueprint "recover from stuck states")."""
     test.flags(shelved_offload_time=-1)
     server = boot(test)
     test.api.post_server_action(server['id'], {'shelve': None})
@@ -261,7 +262,7 @@ def shelve_offload_interrupted(test):
 MORE_SCENARIOS = [
     Scenario('soft_reboot_pending_guest_running',
              'soft reboot acknowledged, died before the driver ran',
-             'seed 000', soft_reboot_pending_guest_running),
+             'nova bug 1072751', soft_reboot_pending_guest_running),
     Scenario('stop_before_driver', 'stop, died before the guest powered off',
              'nova _init_instance (powering-off)', stop_before_driver),
     Scenario('suspend_before_driver', 'suspend, died before the driver ran',
@@ -271,32 +272,35 @@ MORE_SCENARIOS = [
 SCENARIOS = [
     Scenario('soft_reboot_guest_off',
              'soft reboot, died after the guest shut down',
-             'seed 000, nova bug 1072751', soft_reboot_guest_off),
+             'nova bug 1072751', soft_reboot_guest_off),
     Scenario('soft_reboot_guest_running',
              'soft reboot, died before the guest shut down',
-             'seed 000', soft_reboot_guest_running),
+             'nova bug 1072751', soft_reboot_guest_running),
     Scenario('hard_reboot_rebooting_hard',
              'hard reboot of a stopped server, died before acknowledging',
-             'seed 000', hard_reboot_rebooting_hard),
+             'nova bug 1072751', hard_reboot_rebooting_hard),
     Scenario('hard_reboot_pending_hard',
              'hard reboot of a stopped server, died before the driver ran',
-             'seed 000', hard_reboot_pending_hard),
+             'nova bug 1072751', hard_reboot_pending_hard),
     Scenario('hard_reboot_started_hard',
              'hard reboot, died after the guest was destroyed',
-             'seed 000', hard_reboot_started_hard),
+             'nova bug 1072751', hard_reboot_started_hard),
     Scenario('hard_reboot_error_instance',
              'hard reboot to reset a server in error, died mid-way',
-             'seed 000 (vm_state error)', hard_reboot_error_instance),
+             'nova bug 1072751 (vm_state error)',
+             hard_reboot_error_instance),
     Scenario('startup_reboot_fails',
              'soft reboot died with the guest off; guest fails to start',
-             'seed 000 + a failing hypervisor', soft_reboot_guest_off,
+             'nova bug 1072751 + a failing hypervisor',
+             soft_reboot_guest_off,
              restart_fault=_guest_cannot_start),
     Scenario('suspend_guest_saved',
              'suspend, died after the guest was saved',
-             'seed 001 (a state nova 34 leaves stuck)', suspend_guest_saved),
+             'blueprint "recover from stuck states"',
+             suspend_guest_saved),
     Scenario('shelve_offload_interrupted',
              'shelve offload, died after the guest was destroyed',
-             'seed 001 (a state nova 34 leaves stuck)',
+             'blueprint "recover from stuck states"',
              shelve_offload_interrupted),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS + MORE_SCENARIOS}
@@ -339,7 +343,7 @@ def crash_and_restart(test, scenario):
                    reboots=reboots, decision=_decision(server))
 
 
-# Host identity (seed 003, nova bug 1419785) ---------------------------------
+# Host identity (nova bug 1419785) --------------------------------------------
 
 A, B, C = 'hostA', 'hostB', 'hostC'
 
@@ -492,16 +496,17 @@ def run_evacuation(test, scenario):
 HOST_SCENARIOS = [
     Scenario('standby_over_guests',
              'HA standby B starts over host A\'s hypervisor',
-             'seed 003, nova bug 1419785', run=run_standby),
+             'nova bug 1419785', run=run_standby),
     Scenario('evacuation_destination_died',
              'evacuated while down, destination died; source restarts',
-             'seed 003 (destroy on evidence)', run=run_evacuation),
+             'nova bug 1419785 (destroy on evidence)',
+             run=run_evacuation),
 ]
 SCENARIOS = SCENARIOS + HOST_SCENARIOS
 BY_NAME.update({s.name: s for s in HOST_SCENARIOS})
 
 
-# Resize revert and vif-plugged events (seed 002) ----------------------------
+# Resize revert and vif-plugged events (nova bug 1450624) ---------------------
 
 def _fake_disk_migration(test):
     # Disks move between hosts over SSH in the libvirt driver; the fake
@@ -543,7 +548,8 @@ def server_with_port(test, timeout=3):
     server = test._create_server(networks=[{'port': port_id}],
                                  host='compute1')
     _heal_info_cache(test, server)
-    # NeutronFixture turns the waits off; seed 002 needs them on.
+    # NeutronFixture turns the waits off; the revert race (nova bug 1450624)
+    # needs them on.
     test.flags(vif_plugging_timeout=timeout, vif_plugging_is_fatal=True)
     return server, port_id, agents
 
@@ -624,13 +630,13 @@ def run_revert_race(test, scenario):
 REVERT_SCENARIOS = [
     Scenario('revert_port_bound_elsewhere',
              'resize revert, port DOWN and still bound to the other host',
-             'seed 002, nova bug 1450624', run=run_revert_race),
+             'nova bug 1450624', run=run_revert_race),
 ]
 SCENARIOS = SCENARIOS + REVERT_SCENARIOS
 BY_NAME.update({s.name: s for s in REVERT_SCENARIOS})
 
 
-# RBD root disks (seed 004) ---------------------------------------------------
+# RBD root disks (nova bug 1419785's evacuation case) -------------------------
 
 _CLUSTER = []
 # The temporary directory before nova's test fixtures point it at each test
@@ -760,7 +766,7 @@ def run_rbd_evacuation(test, scenario):
 RBD_SCENARIOS = [
     Scenario('evacuation_spawn_fails_rbd',
              'evacuation whose spawn fails, root disk on Ceph',
-             'seed 004', run=run_rbd_evacuation),
+             'nova bug 1419785 (evacuation case)', run=run_rbd_evacuation),
 ]
 SCENARIOS = SCENARIOS + RBD_SCENARIOS
 BY_NAME.update({s.name: s for s in RBD_SCENARIOS})

@@ -1,4 +1,5 @@
-"""rbd_root_disk guard on real nova 34 and a real Ceph (issue 6; seed 004).
+"""rbd_root_disk guard on real nova 34 and a real Ceph (issue 6; nova bug
+1419785, its evacuation case).
 
 A single-node Ceph cluster from Debian's packages runs on loopback for this
 module (nova_guardrails.lab.ceph). nova's libvirt driver (over fakelibvirt)
@@ -149,9 +150,9 @@ class _Base(harness.GuardrailsTestBase):
             scenarios.LIBVIRT_DRIVER + '._create_image', _create_image))
 
     def evacuate_every_image_to_failing_host(self):
-        """nova bug 1419785 / seed 004 with every image: the server lives on
-        A (shared pool); A goes down; the evacuation to C fails creating
-        the guest, after spawn reported it created a disk."""
+        """nova bug 1419785's failed evacuation with every image: the server
+        lives on A (shared pool); A goes down; the evacuation to C fails
+        creating the guest, after spawn reported it created a disk."""
         self.start_compute(A)
         self.start_compute(C)
         server, images = self.boot_with_every_image(A)
@@ -186,11 +187,11 @@ class _Base(harness.GuardrailsTestBase):
 
 class GuardedRbdTest(_Base):
 
-    def test_seed_004_failed_evacuation_keeps_root(self):
+    def test_failed_evacuation_keeps_root(self):
         server, root, data = self.evacuate_to_failing_host()
         self.assertEqual(data, self.read_image(root))
 
-    def test_seed_004_forced_old_cleanup_is_blocked(self):
+    def test_forced_old_cleanup_is_blocked(self):
         server, root, data = self.evacuate_to_failing_host(
             force_old_cleanup=True)
         self.assertEqual(data, self.read_image(root))
@@ -265,8 +266,8 @@ class GuardedRbdTest(_Base):
 
 
     def test_bug_1419785_failed_evacuation_keeps_every_image(self):
-        # seed 004 with an ephemeral disk, swap and a config drive: the
-        # instance is A's; C must not remove any of its images.
+        # The failed evacuation with an ephemeral disk, swap and a config
+        # drive: the instance is A's; C must not remove any of its images.
         server, images = self.evacuate_every_image_to_failing_host()
         self.assertImagesIntact(images, server)
         [decision] = self.decisions()
@@ -296,12 +297,12 @@ class GuardedRbdTest(_Base):
 class NovaAloneRbdTest(_Base):
     NOVA_CONF = harness.NOVA_ALONE_CONF
 
-    def test_seed_004_failed_evacuation_keeps_root(self):
+    def test_failed_evacuation_keeps_root(self):
         # nova 34 cleans up only the disks spawn created.
         server, root, data = self.evacuate_to_failing_host()
         self.assertEqual(data, self.read_image(root))
 
-    def test_seed_004_forced_old_cleanup_deletes_root(self):
+    def test_forced_old_cleanup_deletes_root(self):
         server, root, data = self.evacuate_to_failing_host(
             force_old_cleanup=True)
         self.assertIsNone(self.read_image(root))

@@ -1,4 +1,4 @@
-"""Interrupted reboots on real nova 34 (issue 2, item 5; seed 000).
+"""Interrupted reboots on real nova 34 (issue 2, item 5; nova bug 1072751).
 
 Each test runs a crash scenario of nova_guardrails.lab.scenarios: the real
 operation through nova's API, nova-compute killed (a BaseException) at the
@@ -247,7 +247,7 @@ class NovaAloneRebootRecoveryTest(_Base):
 
     def test_bug_1072751(self):
         # nova has carried the fix for bug 1072751 since 2015: alone it
-        # also recovers seed 000 with a HARD reboot.
+        # also recovers that interrupted soft reboot with a HARD reboot.
         outcome = self.run_scenario('soft_reboot_guest_off')
         self.assertCrashedAt(outcome, 'active', 'reboot_started', 'shutdown')
         self.assertActiveRunning(outcome)

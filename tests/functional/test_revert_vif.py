@@ -1,4 +1,4 @@
-"""revert_vif guard on real nova 34 (issue 7; seed 002, nova bug 1450624).
+"""revert_vif guard on real nova 34 (issue 7; nova bug 1450624).
 
 nova's NeutronFixture with neutron's agents simulated (harness.NeutronAgents):
 a port bound to the host where its vif is plugged goes ACTIVE and neutron
@@ -69,7 +69,7 @@ class _Base(harness.GuardrailsTestBase):
 
 class GuardedRevertTest(_Base):
 
-    def test_seed_002_port_bound_elsewhere(self):
+    def test_bug_1450624_port_bound_elsewhere(self):
         scenarios.make_revert_race(self, self.port_id, self.agents)
         server, seconds = self.revert()
         self.assertEqual(('ACTIVE', 'compute1'),
@@ -87,8 +87,8 @@ class GuardedRevertTest(_Base):
         # was bound here: a real plug check, not a skipped one.
         self.assertEqual(1, len(self.plugged_events()))
 
-    def test_seed_002_rebind_lost_too_is_not_waited_for(self):
-        # nova's binding update is lost (seed 002), and the guard's own
+    def test_rebind_lost_too_is_not_waited_for(self):
+        # nova's binding update is lost (bug 1450624), and the guard's own
         # rebind is lost the same way: neutron acknowledges it, the port
         # stays bound to compute2, its event cannot come.
         scenarios.make_revert_race(self, self.port_id, self.agents)
@@ -163,7 +163,7 @@ class GuardedRevertTest(_Base):
 class NovaAloneRevertTest(_Base):
     NOVA_CONF = harness.NOVA_ALONE_CONF
 
-    def test_seed_002_port_bound_elsewhere(self):
+    def test_bug_1450624_port_bound_elsewhere(self):
         scenarios.make_revert_race(self, self.port_id, self.agents)
         server, seconds = self.revert()
         self.assertEqual('ERROR', server['status'])

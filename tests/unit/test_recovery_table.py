@@ -1,4 +1,4 @@
-"""The recovery table: complete, unambiguous, and what seed 000 asks."""
+"""The recovery table: complete, unambiguous, what nova bug 1072751 asks."""
 
 import unittest
 
@@ -72,7 +72,7 @@ class TableTest(unittest.TestCase):
                                      (task_state, vm_state, power))
                     self.assertIn(rule.action, recovery_table.EXECUTORS)
 
-    def test_seed_000(self):
+    def test_bug_1072751(self):
         # Soft reboot interrupted after the guest was shut down: HARD.
         for task_state in task_states.soft_reboot_states:
             for power in ('shutdown', 'pending', 'crashed'):
