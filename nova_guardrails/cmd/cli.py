@@ -9,6 +9,8 @@ Subcommands:
 * ``audit``: read-only, what the recovery table would do now.
 * ``crash-matrix``: every lifecycle operation crashed at every step, nova
   alone beside guarded (needs the ``lab`` extra).
+* ``bench``: nova-compute start-up time and round trips, nova alone beside
+  guarded (needs the ``lab`` extra).
 """
 
 import argparse
@@ -36,6 +38,11 @@ def _crash_matrix(args):
                              output=args.output, json_path=args.json,
                              log_path=args.log_file, quiet=args.quiet,
                              jobs=args.jobs)
+
+
+def _bench(args):
+    from nova_guardrails import bench
+    return bench.main(args)
 
 
 def _table(args):
@@ -114,6 +121,12 @@ def build_parser():
     matrix.add_argument('--quiet', action='store_true',
                         help='no line per cell while it runs')
     matrix.set_defaults(func=_crash_matrix)
+    from nova_guardrails import bench
+    bench.build_parser(sub.add_parser(
+        'bench', help='nova-compute start-up (init_host) time and round '
+                      'trips at 10 to 1,000 instances, nova alone beside '
+                      'guarded (needs the lab extra)')).set_defaults(
+                          func=_bench)
     table = sub.add_parser('table', help='print the recovery table '
                                          '(markdown); with --config-file, '
                                          'the effective one, [guardrails] '
