@@ -31,7 +31,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: venv install ceph lab crash-matrix test test-ceph docs sample clean \
+.PHONY: venv install ceph lab crash-matrix bench test test-ceph docs sample clean \
 	real-packages real-venvs test-real releases
 
 venv: $(STAMP)
@@ -80,6 +80,12 @@ lab: install
 crash-matrix: install
 	$(VENV)/bin/nova-guardrails crash-matrix --jobs 3 \
 	  --output doc/crash-matrix.md --json doc/crash-matrix.json
+
+# nova-compute start-up (init_host), nova alone vs guarded, at 10, 100 and
+# 1,000 instances (doc/source/benchmark.rst); BENCH_ARGS adds options, e.g.
+# BENCH_ARGS="--instances 10 100 --restarts 3".
+bench: install
+	$(VENV)/bin/nova-guardrails bench $(BENCH_ARGS)
 
 # Every test: the in-process suite ($(TESTS) under tests/), then, on the
 # newest release, the real deployment tier (tests/real); both run even when
