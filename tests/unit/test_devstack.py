@@ -58,7 +58,7 @@ class DevstackPluginTest(unittest.TestCase):
                              conf['DEFAULT']['compute_driver'])
             self.assertEqual('libvirt.LibvirtDriver',
                              conf['guardrails']['driver'])
-            self.assertEqual('recovery_table,host_identity,revert_vif',
+            self.assertEqual('recovery_table,host_identity,revert_vif,rbd_root_disk',
                              conf['guardrails']['enabled_guards'])
 
     def test_post_config_twice_keeps_the_real_driver(self):
