@@ -71,7 +71,7 @@ ceph: venv
 	  if [ -e "$$so" ]; then ln -sf "$$so" "$$site/"; fi; \
 	done
 
-lab: install
+lab: install ceph
 	$(VENV)/bin/nova-guardrails lab
 
 # The full crash matrix (every operation, nova alone and guarded); its

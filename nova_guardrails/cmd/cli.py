@@ -2,8 +2,9 @@
 
 Subcommands:
 
-* ``lab``: run the upstream bugs' scenarios on an embedded in-process nova, nova alone
-  beside guarded, and print the comparison table (needs the ``lab`` extra).
+* ``lab``: run the upstream bugs' scenarios on an embedded in-process nova,
+  nova alone beside guarded, and print the comparison table, one line per
+  scenario (``--verbose``: the details; needs the ``lab`` extra).
 * ``table``: print the recovery table as markdown.
 * ``rbd-trash list|restore UUID``: root disks in the rbd trash.
 * ``audit``: read-only, what the recovery table would do now.
@@ -20,7 +21,7 @@ import sys
 def _lab(args):
     from nova_guardrails.lab import runner
     return runner.main(scenarios=args.scenario, json_path=args.json,
-                       log_path=args.log_file)
+                       log_path=args.log_file, verbose=args.verbose)
 
 
 def _crash_matrix(args):
@@ -86,12 +87,17 @@ def build_parser():
                     'data-safety checks.')
     sub = parser.add_subparsers(dest='command', required=True)
     lab = sub.add_parser(
-        'lab', help='run the upstream bugs\' scenarios on an embedded nova, nova alone '
-                    'beside guarded, and print the table')
+        'lab', help='run the upstream bugs\' scenarios on an embedded nova, '
+                    'nova alone beside guarded, and print one line per '
+                    'scenario (within 120 columns)')
     lab.add_argument('--scenario', action='append', metavar='NAME',
                      help='run only this scenario (repeatable)')
     lab.add_argument('--json', metavar='PATH',
-                     help='also write the results as JSON to PATH')
+                     help='also write the results as JSON to PATH; "-": '
+                          'only the JSON, to the standard output')
+    lab.add_argument('--verbose', '-v', action='store_true',
+                     help='the details: the states at the crash, what each '
+                          'restart made of them, the guards\' actions')
     lab.add_argument('--log-file', metavar='PATH',
                      help='nova\'s log of the lab run (default: a file in '
                           'the temporary directory, named at the end)')

@@ -1,10 +1,16 @@
-"""Run the lab: every scenario nova alone, then guarded; print the table."""
+"""Run the lab: every scenario nova alone, then guarded; print the table.
+
+By default one line per scenario within 120 columns (the upstream bug and
+what happened, what nova alone and the guarded nova made of it, a verdict);
+``--verbose`` prints the states and actions; ``--json`` all of it.
+"""
 
 import json
 import logging
 import os
 import sys
 import tempfile
+import textwrap
 import time
 import unittest
 
@@ -34,14 +40,14 @@ def _cell(outcome, error, guarded):
     return outcome.cell(guarded)
 
 
-def _verdict(outcome):
-    return 'lab error' if outcome is None else outcome.verdict
+def main(scenarios=None, json_path=None, log_path=None, verbose=False):
+    """Run the lab; returns the process exit code (0: every scenario ran).
 
-
-def main(scenarios=None, json_path=None, log_path=None):
-    """Run the lab; returns the process exit code (0: every scenario ran)."""
-    return quietly(lambda out, log: _run(scenarios, json_path, log, out),
-                   log_path)
+    ``json_path`` ``'-'`` writes the JSON document to the standard output
+    instead of the table.
+    """
+    return quietly(lambda out, log: _run(scenarios, json_path, log, out,
+                                         verbose), log_path)
 
 
 def quietly(body, log_path=None, prefix='nova-guardrails-lab-'):
@@ -79,7 +85,7 @@ def quietly(body, log_path=None, prefix='nova-guardrails-lab-'):
         root.removeHandler(handler)
 
 
-def _run(scenarios, json_path, log_path, out):
+def _run(scenarios, json_path, log_path, out, verbose=False):
     import warnings
     warnings.simplefilter('ignore')
 
@@ -97,12 +103,6 @@ def _run(scenarios, json_path, log_path, out):
         chosen = [scenarios_mod.BY_NAME[n] for n in scenarios]
 
     started = time.monotonic()
-    table = prettytable.PrettyTable(
-        ['scenario', 'situation (at the crash)',
-         'nova alone', 'nova-guardrails (all guards)'])
-    table.align = 'l'
-    table.hrules = prettytable.HRuleStyle.ALL \
-        if hasattr(prettytable, 'HRuleStyle') else prettytable.ALL
     records = []
     failed = False
     for scenario in chosen:
@@ -112,48 +112,178 @@ def _run(scenarios, json_path, log_path, out):
             scenario, harness.GUARDED_NOVA_CONF, harness, scenarios_mod)
         failed = failed or alone is None or guarded is None
         crash = alone or guarded
-        at_crash = crash.situation() if crash else '?'
-
-        table.add_row([
-            '%s\n(%s)' % (scenario.title, scenario.source), at_crash,
-            '%s\n=> %s' % (_cell(alone, alone_error, False),
-                           _verdict(alone)),
-            '%s\n=> %s' % (_cell(guarded, guarded_error, True),
-                           _verdict(guarded))])
+        alone_record = _record(alone, alone_error)
+        alone_record['details'] = _cell(alone, alone_error, False)
+        guarded_record = _record(guarded, guarded_error)
+        guarded_record['details'] = _cell(guarded, guarded_error, True)
         records.append({
             'scenario': scenario.name, 'title': scenario.title,
             'source': scenario.source,
-            'nova_alone': _record(alone, alone_error),
-            'guardrails': _record(guarded, guarded_error)})
-    elapsed = time.monotonic() - started
+            'label': scenario.label or '%s: %s' % (scenario.source,
+                                                   scenario.title),
+            'situation': crash.situation() if crash else '?',
+            'nova_alone': alone_record,
+            'guardrails': guarded_record,
+            'verdict': compare(alone_record['verdict'],
+                               guarded_record['verdict'])})
+    document = {'nova_version': _nova_version(),
+                'elapsed_seconds': round(time.monotonic() - started, 1),
+                'log': log_path, 'scenarios': records}
+    emit(document, out, json_path, verbose)
+    return 1 if failed else 0
 
-    print('nova-guardrails lab: nova %s, libvirt driver over nova\'s '
-          'fakelibvirt, in-process services on sqlite' % _nova_version(),
-          file=out)
-    print('Crash rows: vm_state / task_state / guest power state on the '
-          'hypervisor after one restart of nova-compute. Host rows: what '
-          'starting the service made of the hypervisor\'s guests.',
-          file=out)
-    print(table.get_string(), file=out)
-    counts = {}
-    for record in records:
-        for side in ('nova_alone', 'guardrails'):
-            verdict = record[side]['verdict']
-            counts.setdefault(side, {}).setdefault(verdict, 0)
-            counts[side][verdict] += 1
-    for side, label in (('nova_alone', 'nova alone'),
-                        ('guardrails', 'guardrails')):
-        print('%-11s %s' % (label + ':', ', '.join(
-            '%d %s' % (n, v) for v, n in sorted(counts.get(side, {})
-                                                .items()))), file=out)
-    print('%d scenarios x 2 in %.1f s; nova\'s log: %s' % (
-        len(records), elapsed, log_path), file=out)
+
+def emit(document, out, json_path=None, verbose=False):
+    """Write the lab's results.
+
+    The report to ``out`` and the JSON document to ``json_path``; with
+    ``json_path`` ``'-'``, only the JSON document, to ``out``.
+    """
+    if json_path == '-':
+        write_json(document, out)
+        return
+    out.write(report(document, verbose=verbose))
     if json_path:
         with open(json_path, 'w') as f:
-            json.dump({'nova_version': _nova_version(),
-                       'elapsed_seconds': round(elapsed, 1),
-                       'scenarios': records}, f, indent=2)
-    return 1 if failed else 0
+            write_json(document, f)
+
+
+#: What a restart made of the servers, best first: 0 is what the operator
+#: wants (or a refusal that keeps the guests), 1 a server in ERROR with
+#: nova-compute up, 2 a server left stuck or a hypervisor registered twice,
+#: 3 nova-compute down or guests or data destroyed.
+SEVERITY = {
+    'recovered': 0, 'ok': 0, 'refused, guests intact': 0,
+    'guest kept, powered off': 0, 'data intact': 0, 'reverted': 0,
+    'error': 1, 'server ERROR': 1,
+    'stuck': 2, 'started on a hypervisor registered twice': 2,
+    'compute down': 3, 'guest destroyed': 3, 'data lost': 3,
+}
+
+#: Shorter words for the one-line table (the JSON keeps the long ones).
+SHORT = {
+    'started on a hypervisor registered twice': 'node registered twice',
+    'refused, guests intact': 'refused, guests kept',
+    'guest kept, powered off': 'kept, powered off',
+}
+
+WIDTH = 120
+LEGEND = ('verdict: fixed = nova alone harms the server, guarded does not; '
+          'better/WORSE = less/more harm guarded; changed = a different '
+          'harm, as bad. --verbose: states and actions; --json PATH: '
+          'everything.')
+
+
+def compare(alone, guarded):
+    """The verdict of one scenario from its two sides' verdicts."""
+    if 'lab error' in (alone, guarded):
+        return 'lab error'
+    if 'not run' in (alone, guarded):
+        return 'not run'
+    a, g = SEVERITY.get(alone, 2), SEVERITY.get(guarded, 2)
+    if g < a:
+        return 'fixed' if g == 0 else 'better'
+    if g > a:
+        return 'WORSE'
+    return 'same' if alone == guarded or a == 0 else 'changed'
+
+
+def _fit(text, width):
+    text = ' '.join(text.split())
+    if len(text) <= width:
+        return text
+    return text[:max(width - 3, 0)].rstrip() + '...'
+
+
+def _width():
+    try:
+        columns = int(os.environ.get('COLUMNS', ''))
+    except ValueError:
+        columns = WIDTH
+    return min(WIDTH, columns) if columns > 0 else WIDTH
+
+
+def table(records, verbose=False, width=None):
+    """The lab table of ``records`` (the JSON document's scenarios).
+
+    By default one line per scenario within ``width`` columns (120, or
+    ``$COLUMNS`` when narrower); ``verbose``: today's cells, the states at
+    the crash, what each restart made of them and the guards' actions.
+    """
+    if verbose:
+        return _verbose_table(records)
+    width = width or _width()
+    rows = [[SHORT.get(r[side]['verdict'], r[side]['verdict'])
+             for side in ('nova_alone', 'guardrails')] + [r['verdict']]
+            for r in records]
+    headers = ['nova alone', 'guarded', 'verdict']
+    caps = [22, 22, 9]
+    widths = [min(cap, max([len(h)] + [len(row[i]) for row in rows]))
+              for i, (h, cap) in enumerate(zip(headers, caps))]
+    # "| a | b | c | d |": 3 characters per column and one.
+    label_width = max(10, width - 13 - sum(widths))
+    out = prettytable.PrettyTable(['scenario'] + headers)
+    out.align = 'l'
+    for record, row in zip(records, rows):
+        out.add_row([_fit(record['label'], label_width)] + [
+            _fit(cell, w) for cell, w in zip(row, widths)])
+    return out.get_string()
+
+
+def _verbose_table(records):
+    out = prettytable.PrettyTable(
+        ['scenario', 'situation (at the crash)',
+         'nova alone', 'nova-guardrails (all guards)'])
+    out.align = 'l'
+    out.hrules = prettytable.HRuleStyle.ALL \
+        if hasattr(prettytable, 'HRuleStyle') else prettytable.ALL
+    for r in records:
+        out.add_row([
+            '%s\n(%s)' % (r['title'], r['source']), r['situation'],
+            '%s\n=> %s' % (r['nova_alone']['details'],
+                           r['nova_alone']['verdict']),
+            '%s\n=> %s' % (r['guardrails']['details'],
+                           r['guardrails']['verdict'])])
+    return out.get_string()
+
+
+def report(document, verbose=False, width=None):
+    """The lab's output: a header, :func:`table`, the counts."""
+    width = width or _width()
+
+    def para(text, indent=''):
+        if verbose:
+            return text + '\n'
+        return textwrap.fill(text, width, subsequent_indent=indent) + '\n'
+    records = document['scenarios']
+    text = para('nova-guardrails lab: nova %s, libvirt driver over nova\'s '
+                'fakelibvirt, in-process services on sqlite'
+                % document['nova_version'])
+    if verbose:
+        text += para('Crash rows: vm_state / task_state / guest power state '
+                     'on the hypervisor after one restart of nova-compute. '
+                     'Host rows: what starting the service made of the '
+                     'hypervisor\'s guests.')
+    text += table(records, verbose, width) + '\n'
+    for side, label in (('nova_alone', 'nova alone'),
+                        ('guardrails', 'guardrails'), (None, 'verdicts')):
+        counts = {}
+        for record in records:
+            verdict = record[side]['verdict'] if side else record['verdict']
+            counts[verdict] = counts.get(verdict, 0) + 1
+        text += para('%-11s %s' % (label + ':', '; '.join(
+            '%d %s' % (n, v) for v, n in sorted(counts.items()))),
+            indent=' ' * 12)
+    if not verbose:
+        text += para(LEGEND)
+    text += para('%d scenarios x 2 in %.1f s; nova\'s log: %s' % (
+        len(records), document['elapsed_seconds'], document['log']))
+    return text
+
+
+def write_json(document, f):
+    json.dump(document, f, indent=2)
+    f.write('\n')
 
 
 def _record(outcome, error):

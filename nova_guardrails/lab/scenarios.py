@@ -37,6 +37,9 @@ class Scenario:
         make the hypervisor fail during start-up.
     :ivar run: optional ``f(test, scenario) -> outcome`` replacing
         :func:`crash_and_restart` (the host scenarios).
+    :ivar label: the upstream bug and a short description, for the lab's
+        one-line-per-scenario table (at most 53 characters: the
+        table truncates a longer one to fit 120 columns).
     """
 
     name: str
@@ -45,6 +48,7 @@ class Scenario:
     crash: object = None
     restart_fault: object = None
     run: object = None
+    label: str = ''
 
     def outcome(self, test):
         return (self.run or crash_and_restart)(test, self)
@@ -262,46 +266,58 @@ def shelve_offload_interrupted(test):
 MORE_SCENARIOS = [
     Scenario('soft_reboot_pending_guest_running',
              'soft reboot acknowledged, died before the driver ran',
-             'nova bug 1072751', soft_reboot_pending_guest_running),
+             'nova bug 1072751', soft_reboot_pending_guest_running,
+             label='bug 1072751: soft reboot, died before the driver'),
     Scenario('stop_before_driver', 'stop, died before the guest powered off',
-             'nova _init_instance (powering-off)', stop_before_driver),
+             'nova _init_instance (powering-off)', stop_before_driver,
+             label='nova _init_instance: stop, died before power-off'),
     Scenario('suspend_before_driver', 'suspend, died before the driver ran',
-             'issue 3 (suspending, unlisted here)', suspend_before_driver),
+             'issue 3 (suspending, unlisted here)', suspend_before_driver,
+             label='issue 3: suspend, died before the driver'),
 ]
 
 SCENARIOS = [
     Scenario('soft_reboot_guest_off',
              'soft reboot, died after the guest shut down',
-             'nova bug 1072751', soft_reboot_guest_off),
+             'nova bug 1072751', soft_reboot_guest_off,
+             label='bug 1072751: soft reboot, died after guest shut down'),
     Scenario('soft_reboot_guest_running',
              'soft reboot, died before the guest shut down',
-             'nova bug 1072751', soft_reboot_guest_running),
+             'nova bug 1072751', soft_reboot_guest_running,
+             label='bug 1072751: soft reboot, died before guest shut down'),
     Scenario('hard_reboot_rebooting_hard',
              'hard reboot of a stopped server, died before acknowledging',
-             'nova bug 1072751', hard_reboot_rebooting_hard),
+             'nova bug 1072751', hard_reboot_rebooting_hard,
+             label='bug 1072751: hard reboot of stopped, unacknowledged'),
     Scenario('hard_reboot_pending_hard',
              'hard reboot of a stopped server, died before the driver ran',
-             'nova bug 1072751', hard_reboot_pending_hard),
+             'nova bug 1072751', hard_reboot_pending_hard,
+             label='bug 1072751: hard reboot of stopped, before driver'),
     Scenario('hard_reboot_started_hard',
              'hard reboot, died after the guest was destroyed',
-             'nova bug 1072751', hard_reboot_started_hard),
+             'nova bug 1072751', hard_reboot_started_hard,
+             label='bug 1072751: hard reboot, died after guest destroyed'),
     Scenario('hard_reboot_error_instance',
              'hard reboot to reset a server in error, died mid-way',
              'nova bug 1072751 (vm_state error)',
-             hard_reboot_error_instance),
+             hard_reboot_error_instance,
+             label='bug 1072751: hard reboot of a server in error'),
     Scenario('startup_reboot_fails',
              'soft reboot died with the guest off; guest fails to start',
              'nova bug 1072751 + a failing hypervisor',
              soft_reboot_guest_off,
-             restart_fault=_guest_cannot_start),
+             restart_fault=_guest_cannot_start,
+             label='bug 1072751: soft reboot, guest then fails to start'),
     Scenario('suspend_guest_saved',
              'suspend, died after the guest was saved',
              'blueprint "recover from stuck states"',
-             suspend_guest_saved),
+             suspend_guest_saved,
+             label='bp stuck states: suspend, died after guest saved'),
     Scenario('shelve_offload_interrupted',
              'shelve offload, died after the guest was destroyed',
              'blueprint "recover from stuck states"',
-             shelve_offload_interrupted),
+             shelve_offload_interrupted,
+             label='bp stuck states: shelve offload, guest destroyed'),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS + MORE_SCENARIOS}
 
@@ -496,11 +512,13 @@ def run_evacuation(test, scenario):
 HOST_SCENARIOS = [
     Scenario('standby_over_guests',
              'HA standby B starts over host A\'s hypervisor',
-             'nova bug 1419785', run=run_standby),
+             'nova bug 1419785', run=run_standby,
+             label='bug 1419785: HA standby B starts over A\'s guests'),
     Scenario('evacuation_destination_died',
              'evacuated while down, destination died; source restarts',
              'nova bug 1419785 (destroy on evidence)',
-             run=run_evacuation),
+             run=run_evacuation,
+             label='bug 1419785: evacuated while down, destination died'),
 ]
 SCENARIOS = SCENARIOS + HOST_SCENARIOS
 BY_NAME.update({s.name: s for s in HOST_SCENARIOS})
@@ -630,7 +648,8 @@ def run_revert_race(test, scenario):
 REVERT_SCENARIOS = [
     Scenario('revert_port_bound_elsewhere',
              'resize revert, port DOWN and still bound to the other host',
-             'nova bug 1450624', run=run_revert_race),
+             'nova bug 1450624', run=run_revert_race,
+             label='bug 1450624: resize revert, port bound elsewhere'),
 ]
 SCENARIOS = SCENARIOS + REVERT_SCENARIOS
 BY_NAME.update({s.name: s for s in REVERT_SCENARIOS})
@@ -766,7 +785,8 @@ def run_rbd_evacuation(test, scenario):
 RBD_SCENARIOS = [
     Scenario('evacuation_spawn_fails_rbd',
              'evacuation whose spawn fails, root disk on Ceph',
-             'nova bug 1419785 (evacuation case)', run=run_rbd_evacuation),
+             'nova bug 1419785 (evacuation case)', run=run_rbd_evacuation,
+             label='bug 1419785: evacuation spawn fails, root disk rbd'),
 ]
 SCENARIOS = SCENARIOS + RBD_SCENARIOS
 BY_NAME.update({s.name: s for s in RBD_SCENARIOS})
