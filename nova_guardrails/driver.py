@@ -256,12 +256,14 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         return call(*args, **kwargs)
 
     def finish_revert_migration(self, *args, **kwargs):
-        """The real driver's, through the guards' hooks (seed 002)."""
+        """The real driver's, through the guards' hooks (revert_vif: nova bug
+        1450624)."""
         return self._guardrails_call('finish_revert_migration', *args,
                                      **kwargs)
 
     def finish_migration(self, *args, **kwargs):
-        """The real driver's, through the guards' hooks (seed 002)."""
+        """The real driver's, through the guards' hooks (revert_vif: nova bug
+        1450624)."""
         return self._guardrails_call('finish_migration', *args, **kwargs)
 
     def cleanup_host(self, host):
