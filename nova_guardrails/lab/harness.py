@@ -468,7 +468,7 @@ class NeutronAgents(fixtures.Fixture):
     to 0). Here, when the libvirt driver plugs the vifs of an instance on a
     host, each port bound to that host goes ACTIVE and neutron sends
     network-vif-plugged to nova's API; a port bound to another host gets
-    nothing (the agent there owns it), as in seed 002. ``lose`` binding
+    nothing (the agent there owns it), as in nova bug 1450624. ``lose`` binding
     updates are acknowledged but not applied (a lost or raced update);
     with ``refuse`` set, binding updates fail.
     """
