@@ -31,7 +31,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: venv install ceph lab crash-matrix bench test test-ceph docs sample clean \
+.PHONY: venv install ceph lab crash-matrix bench test test-ceph docs sample clean pep8 \
 	real-packages real-venvs test-real releases
 
 venv: $(STAMP)
@@ -87,13 +87,27 @@ crash-matrix: install
 bench: install
 	$(VENV)/bin/nova-guardrails bench $(BENCH_ARGS)
 
-# Every test: the in-process suite ($(TESTS) under tests/), then, on the
-# newest release, the real deployment tier (tests/real); both run even when
-# the first fails, the exit status is the first failure's.
-test: install ceph $(REAL_TIER)
+# The style checks: flake8 with OpenStack's hacking rules ([flake8] in
+# tox.ini), in a virtualenv of their own pinned by requirements/pep8.txt.
+PEP8_VENV := .venv-pep8
+$(PEP8_VENV)/.deps-installed: requirements/pep8.txt
+	test -x $(PEP8_VENV)/bin/python || $(PYTHON) -m venv $(PEP8_VENV)
+	$(PEP8_VENV)/bin/python -m pip --disable-pip-version-check install -q -r requirements/pep8.txt
+	touch $@
+
+pep8: $(PEP8_VENV)/.deps-installed
+	$(PEP8_VENV)/bin/flake8
+
+# Every test: the style checks, the in-process suite ($(TESTS) under
+# tests/), then, on the newest release, the real deployment tier
+# (tests/real); each runs even when one before failed, the exit status is
+# the first failure's.
+test: install ceph $(REAL_TIER) $(PEP8_VENV)/.deps-installed
 	@status=0; \
+	$(PEP8_VENV)/bin/flake8 && echo "pep8: flake8 with hacking, clean" \
+	  || { status=$$?; echo "pep8: flake8 found problems (above)"; }; \
 	(cd tests && ../$(PY) -m pytest -q -ra $(PYTEST_ARGS) --ignore=real $(TESTS)) \
-	  || status=$$?; \
+	  || { rc=$$?; [ "$$status" != 0 ] || status=$$rc; }; \
 	if [ -n "$(REAL_TIER)" ]; then \
 	  (cd tests && ../$(PY) -m pytest -q -ra $(REAL_PYTEST_ARGS) real) \
 	    || { rc=$$?; [ "$$status" != 0 ] || status=$$rc; }; \
@@ -172,4 +186,4 @@ test-real: install ceph real-packages real-venvs
 	cd tests && ../$(PY) -m pytest -q -ra $(REAL_PYTEST_ARGS) real
 
 clean:
-	rm -rf $(VENV) .venv-nova-* build dist *.egg-info doc/build
+	rm -rf $(VENV) .venv-nova-* $(PEP8_VENV) build dist *.egg-info doc/build

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """``nova-guardrails audit``: what the recovery table would do now.
 
 Read-only. For every instance of a host that has a task_state, it reads the
@@ -109,8 +120,8 @@ def _libvirt_power_of(conf):
         'guardrails.') else conf.compute_driver
     if not driver or not driver.startswith('libvirt.'):
         return None
-    from nova.virt.libvirt import host as libvirt_host
     from nova.virt.libvirt import driver as libvirt_driver
+    from nova.virt.libvirt import host as libvirt_host
     uri = libvirt_driver.LibvirtDriver._uri()
     host = libvirt_host.Host(uri, read_only=True)
 

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Options of the ``[guardrails]`` group of nova.conf.
 
 Registered on nova's global ``CONF`` by the driver wrapper and listed for
@@ -43,8 +54,8 @@ guardrails_opts = [
              'by an explicit table (``nova-guardrails table`` prints it).\n'
              '* ``host_identity``: refuses to start when this hypervisor is '
              'registered to another nova-compute host or holds guests '
-             '(running or not) of another host (nova bug 1419785), and destroys guests evacuated '
-             'away only on complete evidence.\n'
+             '(running or not) of another host (nova bug 1419785), and '
+             'destroys guests evacuated away only on complete evidence.\n'
              '* ``revert_vif``: before a resize revert (or resize) waits for '
              'network-vif-plugged events, moves ports still bound to another '
              'host to this one, so the driver never waits for an event that '

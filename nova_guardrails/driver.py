@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """GuardrailsDriver: nova's ComputeDriver that wraps the real one.
 
 nova-compute loads it from nova.conf alone::
@@ -247,7 +258,8 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
 
     def _guardrails_call(self, name, *args, **kwargs):
         """``self._guardrails_driver.<name>(*args, **kwargs)`` through each
-        guard's hook ``<name>``, in ``enabled_guards`` order."""
+        guard's hook ``<name>``, in ``enabled_guards`` order.
+        """
         manager = self._guardrails_manager
         call = getattr(self._guardrails_driver, name)
         for guard in reversed(self._guardrails_guards):
@@ -257,18 +269,21 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
 
     def finish_revert_migration(self, *args, **kwargs):
         """The real driver's, through the guards' hooks (revert_vif: nova bug
-        1450624)."""
+        1450624).
+        """
         return self._guardrails_call('finish_revert_migration', *args,
                                      **kwargs)
 
     def finish_migration(self, *args, **kwargs):
         """The real driver's, through the guards' hooks (revert_vif: nova bug
-        1450624)."""
+        1450624).
+        """
         return self._guardrails_call('finish_migration', *args, **kwargs)
 
     def cleanup_host(self, host):
         """Each guard's ``driver_cleanup_host`` (nova-compute is stopping),
-        then the real driver's ``cleanup_host(host)``."""
+        then the real driver's ``cleanup_host(host)``.
+        """
         for guard in self._guardrails_guards:
             guard.driver_cleanup_host(self._guardrails_manager, host)
         self._guardrails_driver.cleanup_host(host)
@@ -276,7 +291,8 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
     def _checked_first(self, original):
         """``original`` (a node identity check of nova's init_host),
         after the guards' host checks when they have not run yet in this
-        start-up."""
+        start-up.
+        """
         @functools.wraps(original)
         def checked(*args, **kwargs):
             self._guardrails_check_host()
@@ -288,7 +304,8 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         nova's first node identity check (``_sanity_check_new_host`` or
         ``_ensure_existing_node_identity``, which nova 29 runs before the
         driver's ``init_host``), else right after the driver's
-        ``init_host``."""
+        ``init_host``.
+        """
         if self._guardrails_host_checked:
             return
         self._guardrails_host_checked = True
@@ -300,7 +317,8 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         """The real driver's ``init_host(host)``, then each guard's
         ``driver_init_host`` (unless nova 29 already ran them, before its
         node identity checks); nova's node checks and evacuation clean-up
-        come after this in ``ComputeManager.init_host``."""
+        come after this in ``ComputeManager.init_host``.
+        """
         self._guardrails_driver.init_host(host)
         if self._guardrails_manager is None:
             return

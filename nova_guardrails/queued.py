@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Interrupted here, or still queued? (a request accepted while nova-compute
 was down)
 
@@ -232,7 +243,8 @@ class RequestLedger:
 
     def __init__(self, on_dropped):
         """:param on_dropped: ``f(method, instance, request_id)``, called
-        for every late delivery dropped."""
+        for every late delivery dropped.
+        """
         self._lock = threading.Lock()
         self._watched = set()
         self._started = set()
@@ -259,7 +271,8 @@ class RequestLedger:
     def take_over(self, instance_uuid, request_id):
         """The recovery is about to act for this request: True when no
         delivery of it has started (later ones are dropped from now on),
-        False when nova already runs it."""
+        False when nova already runs it.
+        """
         key = (instance_uuid, request_id)
         with self._lock:
             if key in self._started:
@@ -270,7 +283,8 @@ class RequestLedger:
 
     def wrap(self, manager):
         """Gate the queueable RPC methods of ``manager`` (once per
-        manager instance; nova's classes are never patched)."""
+        manager instance; nova's classes are never patched).
+        """
         if id(manager) in self._wrapped:
             return
         self._wrapped.add(id(manager))

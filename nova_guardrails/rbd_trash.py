@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """``nova-guardrails rbd-trash``: root disks moved to the rbd trash.
 
 The ``rbd_root_disk`` guard moves a deleted instance's root disk
@@ -33,7 +44,8 @@ def _rbd_driver(config_files):
 
 def trash_entries(rbd_utils, driver):
     """Root disks in the trash: dicts with id, name, instance_uuid and
-    deferment_end_time (UTC)."""
+    deferment_end_time (UTC).
+    """
     with rbd_utils.RADOSClient(driver, driver.pool) as client:
         entries = list(rbd_utils.rbd.RBD().trash_list(client.ioctx))
     return [dict(id=e['id'], name=e['name'],

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The recovery table: (task_state, vm_state, power state) -> action.
 
 At nova-compute start-up no request of this host can be running, so an
@@ -411,8 +422,8 @@ def build_index(rules):
             if not states:
                 raise TableError('a row has no %s: %r' % (what, rule))
             if states - known:
-                raise TableError('unknown %s %s' % (what, sorted(states -
-                                                               known)))
+                raise TableError('unknown %s %s' % (
+                    what, sorted(states - known)))
         for key in rule.keys():
             if key in index:
                 raise TableError('%r matches two rows: %r and %r' % (

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Guard decisions: one log line each, and the JSON start-up report.
 
 Every decision a guard takes about an instance is a :class:`Decision`. The
@@ -51,7 +62,9 @@ class InstanceState:
 
     @classmethod
     def of(cls, instance, power_state):
-        """Snapshot ``instance`` with ``power_state`` (an int from the driver)."""
+        """Snapshot ``instance`` with ``power_state`` (an int from the
+        driver).
+        """
         return cls(instance.vm_state, instance.task_state,
                    power_state_name(power_state))
 
@@ -119,7 +132,8 @@ class StartupReport:
     def begin(self):
         """Start a new start-up: forget earlier decisions and replace the
         previous report with one whose status is ``running``, so a start-up
-        that dies leaves no stale ``completed`` report behind."""
+        that dies leaves no stale ``completed`` report behind.
+        """
         self.decisions = []
         self.runtime_decisions.clear()
         self.started_at = _now()
@@ -144,9 +158,9 @@ class StartupReport:
              'before': decision.before, 'action': decision.action,
              'by': decision.executed_by, 'reason': decision.reason,
              'outcome': decision.outcome, 'after': decision.after,
-             'error': ((' %s' % decision.details) if decision.details
-                      else '') + ((': %s' % decision.error)
-                                  if decision.error else '')},
+             'error': (((' %s' % decision.details) if decision.details
+                        else '') + ((': %s' % decision.error)
+                                    if decision.error else ''))},
             **({'instance_uuid': decision.instance_uuid}
                if decision.instance_uuid else {}))
 
@@ -157,7 +171,8 @@ class StartupReport:
         The report keeps the start-up's decisions and the latest
         :data:`MAX_RUNTIME_DECISIONS` runtime ones (older ones are only in
         the log), so neither memory nor the rewrite grows with the life of
-        the process."""
+        the process.
+        """
         self.record(decision, runtime=True)
         self._write()
 

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """``nova-guardrails``: the operator's command.
 
 Subcommands:
@@ -52,9 +63,9 @@ def _table(args):
     rules = None
     if args.config_file:
         import nova.conf
-        from oslo_config import cfg
         from nova_guardrails import conf as guardrails_conf
         from nova_guardrails import exception
+        from oslo_config import cfg
         conf = nova.conf.CONF
         guardrails_conf.register_opts(conf)
         conf(['--config-file=%s' % path for path in args.config_file],

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Base class of guards.
 
 A guard is a stevedore plugin in the ``nova_guardrails.guards`` namespace: an
@@ -29,12 +40,14 @@ class Guard:
 
     def validate(self):
         """Check this guard's options; raise GuardrailsConfigError naming
-        the option when one is invalid. Called once, at driver load."""
+        the option when one is invalid. Called once, at driver load.
+        """
 
     def wrap_driver(self, driver, manager):
         """Once, when nova-compute builds its driver: ``driver`` is the real
         driver instance (wrap its methods as instance attributes, never its
-        class), ``manager`` the ComputeManager (or None)."""
+        class), ``manager`` the ComputeManager (or None).
+        """
 
     def driver_init_host(self, manager, host):
         """Once per start-up, before nova's node checks and before anything
@@ -42,11 +55,13 @@ class Guard:
         >= 30), or, on nova 29, whose ``init_host`` checks the node identity
         first, just before that check (``_sanity_check_new_host`` or
         ``_ensure_existing_node_identity``, the driver not yet initialised).
-        Raise :class:`~nova_guardrails.exception.StartupRefused` to stop."""
+        Raise :class:`~nova_guardrails.exception.StartupRefused` to stop.
+        """
 
     def driver_cleanup_host(self, manager, host):
         """nova-compute is stopping (``ComputeManager.cleanup_host``):
-        stop whatever the guard started."""
+        stop whatever the guard started.
+        """
 
     def init_host(self, manager, service_ref, call_next):
         """Around ``ComputeManager.init_host(service_ref)``."""
@@ -54,18 +69,21 @@ class Guard:
 
     def post_start_hook(self, manager, call_next):
         """Around ``ComputeManager.post_start_hook()``: nova-compute's RPC
-        server has started (requests reach it from now on)."""
+        server has started (requests reach it from now on).
+        """
         return call_next()
 
     def destroy_evacuated_instances(self, manager, context, node_cache,
                                     call_next):
         """Around ``ComputeManager._destroy_evacuated_instances``; returns
-        ``{uuid: instance}`` of the instances it handled."""
+        ``{uuid: instance}`` of the instances it handled.
+        """
         return call_next(context, node_cache)
 
     def init_instance(self, manager, context, instance, call_next):
         """Around ``ComputeManager._init_instance(context, instance)``, once
-        per instance of the host at start-up."""
+        per instance of the host at start-up.
+        """
         return call_next(context, instance)
 
     # Around driver methods ------------------------------------------------

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The ``host_identity`` guard: one hypervisor, one nova-compute host.
 
 nova bug 1419785: an HA standby nova-compute started with another
@@ -64,8 +75,8 @@ from nova.compute import power_state
 from nova import context as nova_context
 from nova import exception as nova_exception
 from nova.network import model as network_model
-from nova.objects import fields
 from nova import objects
+from nova.objects import fields
 from nova import utils as nova_utils
 from oslo_log import log as logging
 
@@ -194,7 +205,8 @@ class HostIdentityGuard(base.Guard):
         node of another host under any spelling of its name
         (:func:`same_hypervisor`). One query per node: the compute nodes
         whose name contains the node's short name (nova's own hypervisor
-        search, a LIKE match; case-insensitive on MySQL and SQLite)."""
+        search, a LIKE match; case-insensitive on MySQL and SQLite).
+        """
         conflicts = []
         for nodename in manager.driver.get_available_nodes(refresh=True):
             short = nodename.split('.', 1)[0]
@@ -238,7 +250,8 @@ class HostIdentityGuard(base.Guard):
         (:data:`OPEN_MIGRATION_STATUSES`) of that instance has this host as
         its source or destination. A guest of a deleted instance is nova's
         to remove. Two queries when there is a guest of another host, one
-        otherwise."""
+        otherwise.
+        """
         uuids = manager.driver.list_instance_uuids()
         if not uuids:
             return
@@ -533,7 +546,8 @@ class HostIdentityGuard(base.Guard):
     def _destroy_as_nova(manager, context, instance, migration):
         """The local guest of a finished evacuation, destroyed as
         ``ComputeManager._destroy_evacuated_instances`` does: its disks
-        kept when the destination shares them."""
+        kept when the destination shares them.
+        """
         LOG.info('Destroying instance as it has been evacuated from '
                  'this host but still exists in the hypervisor',
                  instance=instance)
@@ -557,7 +571,8 @@ class HostIdentityGuard(base.Guard):
                         hostname_to_cn_uuid):
         """This node's allocation removed and the evacuation completed, as
         ``ComputeManager._destroy_evacuated_instances`` does. False when
-        nova would skip it."""
+        nova would skip it.
+        """
         if instance is None or (instance.deleted and not local):
             # nova: the instance is deleted, its allocations with it.
             return False
@@ -582,7 +597,8 @@ class HostIdentityGuard(base.Guard):
 
     def post_start_hook(self, manager, call_next):
         """nova-compute is up: start looking at the kept evacuations (a
-        daemon thread, stopped by :meth:`driver_cleanup_host`)."""
+        daemon thread, stopped by :meth:`driver_cleanup_host`).
+        """
         result = call_next()
         kept, stop = list(self._kept), self._stop
         if kept and not stop.is_set():
@@ -625,7 +641,8 @@ class HostIdentityGuard(base.Guard):
 
     def _settle(self, manager, kept, stop):
         """One look at the kept evacuations (four queries, whatever their
-        number); returns those still not over."""
+        number); returns those still not over.
+        """
         context = nova_context.get_admin_context()
         with nova_utils.temporary_mutation(context, read_deleted='yes'):
             migrations = {m.uuid: m for m in
@@ -763,4 +780,3 @@ class HostIdentityGuard(base.Guard):
                 'n': len(destroy), 'max': self.max_startup_destroys,
                 'guests': _listing(['%s (to %s)' % (i.uuid, m.dest_compute)
                                     for i, m in destroy])}))
-

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The ``rbd_root_disk`` guard: an instance's Ceph images die only with it.
 
 The evacuation that deleted root disks (nova bug 1419785's evacuation
@@ -71,7 +82,8 @@ def _caller():
 
 class RbdRootDiskGuard(base.Guard):
     """Only the instance's own host may remove its images, and never a
-    failed rebuild or evacuation spawn."""
+    failed rebuild or evacuation spawn.
+    """
 
     def validate(self):
         self.trash_delay = self.conf.guardrails.rbd_trash_delay
@@ -92,7 +104,8 @@ class RbdRootDiskGuard(base.Guard):
     def deletion_allowed(host, instance):
         """``(allowed, context)``: may this host remove the images of
         ``instance``? Only when the instance is this host's and the
-        clean-up is not that of a failed rebuild or evacuation spawn."""
+        clean-up is not that of a failed rebuild or evacuation spawn.
+        """
         context = 'vm_state=%s task_state=%s host=%s' % (
             instance.vm_state, instance.task_state, instance.host)
         if host is None or instance.host != host:
@@ -116,7 +129,8 @@ class RbdRootDiskGuard(base.Guard):
     @staticmethod
     def nova_selection(instance):
         """The images nova's ``LibvirtDriver._cleanup_rbd`` would remove:
-        ``f(name) -> bool``."""
+        ``f(name) -> bool``.
+        """
         if instance.task_state == task_states.RESIZE_REVERTING:
             return lambda name: (name.startswith(instance.uuid) and
                                  name.endswith('disk.local'))
@@ -137,7 +151,8 @@ class RbdRootDiskGuard(base.Guard):
     def keep_images(self, instance, context):
         """Remove nothing; one decision naming every image kept (those nova
         would have removed). Never raises: nova's clean-up goes on (the
-        domain, the instance directory) without the images."""
+        domain, the instance directory) without the images.
+        """
         try:
             self._keep_images(instance, context)
         except Exception:
@@ -180,7 +195,8 @@ class RbdRootDiskGuard(base.Guard):
 
     def trash_root(self, instance):
         """A genuine delete with ``rbd_trash_delay``: nova's removal of the
-        other images, the root disk to the rbd trash."""
+        other images, the root disk to the rbd trash.
+        """
         root = root_disk(instance.uuid)
         selects = self.nova_selection(instance)
         driver = rbd_utils.RBDDriver()

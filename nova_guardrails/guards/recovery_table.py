@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The ``recovery_table`` guard: settle interrupted task_states at start-up.
 
 Runs around ``ComputeManager._init_instance`` for every instance of the host.
@@ -59,7 +70,8 @@ SYSTEMIC = (exception.StartupRefused, db_exception.DBConnectionError,
 
 def _save(instance, **changes):
     """Save ``changes`` only if the task_state is still the one decided on
-    (raises UnexpectedTaskStateError otherwise)."""
+    (raises UnexpectedTaskStateError otherwise).
+    """
     expected = instance.task_state
     for field, value in changes.items():
         setattr(instance, field, value)
@@ -179,7 +191,8 @@ OPEN_RESIZE = ('migrating', 'post-migrating', 'finished', 'reverting',
 
 def _resize_migration(context, instance):
     """The migration record of the instance's cold migration or resize in
-    progress, or None."""
+    progress, or None.
+    """
     if instance.migration_context is not None:
         return objects.Migration.get_by_id_and_instance(
             context, instance.migration_context.migration_id, instance.uuid)
@@ -204,7 +217,8 @@ def _finish_resize_forward(manager, context, instance, power):
     finished, vm_state resized, task_state None. The user confirms or
     reverts; nothing the guest wrote on this host is rolled back. Only the
     destination of a resize between two hosts finishes it; anything else
-    is set to error."""
+    is set to error.
+    """
     migration = _resize_migration(context, instance)
     if (migration is None or
             migration.source_compute == migration.dest_compute or
@@ -352,7 +366,8 @@ def _ensure_resize_snapshot(manager, instance):
     """On a snapshot-capable image backend (rbd), make sure the root disk
     has the resize snapshot ``finish_revert_migration`` rolls back to;
     create it from the disk as it is when it is missing (see
-    :func:`_revert_resize`). A no-op on local image backends."""
+    :func:`_revert_resize`). A no-op on local image backends.
+    """
     backend = getattr(manager.driver, 'image_backend', None)
     if backend is None:
         return
@@ -496,7 +511,8 @@ class RecoveryTableGuard(base.Guard):
     def post_start_hook(self, manager, call_next):
         """After nova-compute's RPC server started (Service.start): a
         request still queued for this host can reach it from now on, so the
-        grace period starts here."""
+        grace period starts here.
+        """
         result = call_next()
         if self._deferred and not self._stopping:
             grace = self.conf.guardrails.queued_grace_seconds
@@ -510,7 +526,8 @@ class RecoveryTableGuard(base.Guard):
     def _schedule(self, manager, deferred, grace):
         """Re-check ``deferred`` in ``grace`` seconds, on a daemon timer
         (not a thread of nova's pools: nova-compute's shutdown never waits
-        for it); cancelled by driver_cleanup_host."""
+        for it); cancelled by driver_cleanup_host.
+        """
         timer = threading.Timer(grace, self._recheck,
                                 args=(manager, deferred, grace))
         timer.daemon = True
@@ -519,7 +536,8 @@ class RecoveryTableGuard(base.Guard):
 
     def rechecks_pending(self):
         """True while deferred instances wait for (or are in) their
-        re-check after the grace period."""
+        re-check after the grace period.
+        """
         timer = self._timer
         return timer is not None and timer.is_alive()
 
@@ -540,7 +558,8 @@ class RecoveryTableGuard(base.Guard):
     def _each(candidates, check):
         """``check(candidate)`` for each; a failure with one (but a
         systemic one) is logged and the next is looked at: one instance
-        never stops start-up."""
+        never stops start-up.
+        """
         for candidate in candidates:
             try:
                 check(candidate)
@@ -565,7 +584,8 @@ class RecoveryTableGuard(base.Guard):
         post-migrating, and no compute_finish_resize on the destination
         (this host died before casting it, or it is still queued there).
         Left ``queued_grace_seconds``, then rolled back (rollback_resize).
-        Two queries when there is none."""
+        Two queries when there is none.
+        """
         context = nova_context.get_admin_context()
         migrations = objects.MigrationList.get_by_filters(
             context, {'source_compute': manager.host,
@@ -643,7 +663,8 @@ class RecoveryTableGuard(base.Guard):
         allocation the scheduler made. Found by this host's unfinished
         ``compute_unshelve_instance`` event (one query); the allocation is
         removed and the task_state cleared: the instance is shelved
-        offloaded again, the user unshelves again."""
+        offloaded again, the user unshelves again.
+        """
         context = nova_context.get_admin_context()
 
         def one(found):
@@ -681,7 +702,8 @@ class RecoveryTableGuard(base.Guard):
         ``error`` updated since this service was last seen up, less two
         report intervals (one query; the source marks the migration error
         only once this host has stopped answering). A host without a
-        service record or heartbeat has no such history."""
+        service record or heartbeat has no such history.
+        """
         context = nova_context.get_admin_context()
         migrations = list(objects.MigrationList.get_by_filters(
             context, {'host': manager.host,
@@ -848,7 +870,8 @@ class RecoveryTableGuard(base.Guard):
         """After the grace period: a deferred instance whose task_state did
         not move and whose request no compute took up is decided by the
         table, as an interrupted one. Each instance and its latest action
-        are read again right before it is decided."""
+        are read again right before it is decided.
+        """
         context = nova_context.get_admin_context()
         waiting = []
         for entry in deferred:
@@ -876,7 +899,8 @@ class RecoveryTableGuard(base.Guard):
 
     def _recheck_one(self, manager, context, entry, grace):
         """Decide one deferred instance; returns the entry to look at again
-        later, or None."""
+        later, or None.
+        """
         instance = objects.Instance.get_by_uuid(context, entry.uuid)
         latest = queued.latest_action(context, entry.uuid)
         if entry.moved(instance, latest):
@@ -902,11 +926,12 @@ class RecoveryTableGuard(base.Guard):
                         'nova runs it')
             return None
         if entry.watch == 'compute_rebuild_instance':
-            migrations = [m for m in objects.MigrationList.get_by_filters(
+            evacuations = objects.MigrationList.get_by_filters(
                 context, {'instance_uuid': entry.uuid,
                           'migration_type': 'evacuation',
                           'status': ['accepted', 'pre-migrating']})
-                if m.dest_compute == manager.host]
+            migrations = [m for m in evacuations
+                          if m.dest_compute == manager.host]
             if not migrations:
                 self._moved(manager, entry, instance,
                             'the evacuation to this host is no longer '
@@ -928,7 +953,8 @@ class RecoveryTableGuard(base.Guard):
     @staticmethod
     def _host_up(context, host):
         """Is the nova-compute service of ``host`` up (nova's
-        servicegroup API)? A host without a service record is down."""
+        servicegroup API)? A host without a service record is down.
+        """
         try:
             service = objects.Service.get_by_compute_host(context, host)
         except nova_exception.ComputeHostNotFound:

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The ``revert_vif`` guard: never wait for a vif event that cannot come.
 
 nova bugs 1450624, 1788403, 1832028 and 1952003: on a resize revert the
@@ -106,7 +117,8 @@ class RevertVifGuard(base.Guard):
         """``(waits, fatal)``: does the driver wait for vif events here, as
         LibvirtDriver._create_guest_with_network decides, and does a timeout
         fail the operation? nova 34's libvirt finish_migration passes
-        vifs_already_plugged=True: it never waits."""
+        vifs_already_plugged=True: it never waits.
+        """
         if method == 'finish_migration':
             return False, False
         waits = (CONF.libvirt.virt_type in ('kvm', 'qemu') and
@@ -117,7 +129,8 @@ class RevertVifGuard(base.Guard):
     @staticmethod
     def _waited_ports(manager, network_info):
         """The port ids the driver would wait for (its own selection when
-        it has one: LibvirtDriver._get_neutron_events)."""
+        it has one: LibvirtDriver._get_neutron_events).
+        """
         events = getattr(manager.driver, '_get_neutron_events', None)
         if events is not None:
             return {tag for _, tag in events(network_info)}
@@ -233,7 +246,8 @@ class RevertVifGuard(base.Guard):
 
     def _lost(self, instance, vif, host, waits, details):
         """neutron acknowledged the rebind, but the port is still bound to
-        another host: its network-vif-plugged event cannot come."""
+        another host: its network-vif-plugged event cannot come.
+        """
         error = ('binding update acknowledged but not applied: neutron '
                  'still reports port %s bound to %s, not %s' % (
                      vif['id'], details['binding_host_after'], host))
@@ -284,4 +298,3 @@ class RevertVifGuard(base.Guard):
                      outcome='refused', **details)
         raise PortBindingElsewhere(port=vif['id'], instance=instance.uuid,
                                    bound=bound, host=host, error=error)
-

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The crash matrix: every lifecycle operation crashed at every step.
 
 For each :class:`Operation` (boot, reboots, stop/start, pause, suspend,
@@ -65,7 +76,8 @@ NEEDS_GUEST = ('active', 'stopped', 'paused', 'suspended', 'rescued',
 @dataclasses.dataclass(frozen=True)
 class CrashPoint:
     """Where nova-compute dies: right after the ``occurrence``-th (from 1)
-    ``kind``/``name`` event on ``host`` during the operation."""
+    ``kind``/``name`` event on ``host`` during the operation.
+    """
 
     kind: str
     name: str
@@ -130,7 +142,8 @@ class Cell:
 
 def _compute_host_of_caller():
     """The host of the ComputeManager on the stack, or None (nova-api,
-    conductor or the test itself)."""
+    conductor or the test itself).
+    """
     from nova.compute import manager as compute_manager
     frame = inspect.currentframe()
     try:
@@ -284,9 +297,9 @@ def _instance_dirs(test):
     # nova's fake image backend writes no files, so the instance directory
     # the libvirt driver's rescue writes unrescue.xml into does not exist:
     # create it, as the real image backend does when it creates disks.
-    import os
     from nova.virt.libvirt import driver as libvirt_driver
     from nova.virt.libvirt import utils as libvirt_utils
+    import os
     rescue = libvirt_driver.LibvirtDriver.rescue
 
     def rescue_with_dir(driver, context, instance, *args, **kwargs):
@@ -299,7 +312,8 @@ def _instance_dirs(test):
 def _in_background(request):
     """A request nova-api makes as an RPC *call* to the compute: a crashed
     compute never answers, so it is sent from a thread of its own and its
-    error (a MessagingTimeout after rpc_response_timeout) ignored."""
+    error (a MessagingTimeout after rpc_response_timeout) ignored.
+    """
     def run(test, server):
         def send():
             try:
@@ -550,7 +564,8 @@ FAST_SUBSET = ('soft_reboot', 'suspend', 'resize_revert')
 
 def _guests(test, server_id):
     """``{host: power state name}`` of the server's guest on every
-    hypervisor of the test (stopped services included)."""
+    hypervisor of the test (stopped services included).
+    """
     out = {}
     for host, conn in test.matrix_connections.items():
         try:
@@ -563,7 +578,8 @@ def _guests(test, server_id):
 
 def snapshot_state(test, server_id):
     """What the invariants look at, read from the cell database, placement
-    and the hypervisors."""
+    and the hypervisors.
+    """
     from nova import context as nova_context
     from nova import objects
     ctxt = nova_context.get_admin_context()
@@ -688,7 +704,8 @@ def _settle(test, server_id):
 
 def _rechecks_pending(test):
     """Does a guard of a running compute still have deferred instances to
-    look at again (recovery_table's queued re-check)?"""
+    look at again (recovery_table's queued re-check)?
+    """
     for compute in list(test.computes.values()):
         guards = getattr(compute.driver, '_guardrails_guards', None) or ()
         for guard in guards:
@@ -706,9 +723,10 @@ def _conf(operation, guarded):
 
 def _run_case(nova_conf, body):
     """Run ``body(test)`` in a fresh GuardrailsTestBase; returns
-    ``(result, error text)``."""
-    import unittest
+    ``(result, error text)``.
+    """
     from nova_guardrails.lab import harness
+    import unittest
     results = {}
 
     class MatrixCase(harness.GuardrailsTestBase):
@@ -760,7 +778,8 @@ def trace(operation):
 
 def clean_effects(points):
     """``{(effect, host): n}``: the hypervisor effects one clean run of the
-    operation makes (from its traced crash points)."""
+    operation makes (from its traced crash points).
+    """
     out = {}
     for point in points:
         if point.kind == HYPERVISOR:
@@ -772,7 +791,8 @@ def clean_effects(points):
 def _hold_compute_casts(test):
     """Hold every RPC cast to a nova-compute (the compute topic): the
     messages wait as in a queue whose consumer is down. Returns
-    ``deliver()``, which stops holding and sends them."""
+    ``deliver()``, which stops holding and sends them.
+    """
     from oslo_messaging.rpc import client
     held = []
     holding = [True]
@@ -796,7 +816,8 @@ def _hold_compute_casts(test):
 
 def _restart(test, host):
     """Restart nova-compute ``host`` keeping its hypervisor; False when it
-    does not start."""
+    does not start.
+    """
     try:
         test.restart_compute_service(host)
     except Exception:
@@ -810,7 +831,8 @@ def _late_cell(operation, point, guarded, clean):
     """The operation's request cast while its nova-compute is down, held
     across a restart and delivered after the queued grace period; the
     invariants, and: the operation ran at most once (no hypervisor effect
-    more often than in one clean run)."""
+    more often than in one clean run).
+    """
     def body(test):
         server = _prepare(test, operation)
         tracer = test.useFixture(Tracer(test))
@@ -1004,7 +1026,8 @@ def markdown(result, seconds=None):
 def _parallel(operations, guards, jobs, quiet, log_path):
     """Run the operations in ``jobs`` subprocesses of ``nova-guardrails
     crash-matrix`` (one process per group of operations, each with its own
-    in-process nova) and merge their JSON results."""
+    in-process nova) and merge their JSON results.
+    """
     import os
     import subprocess
     import sys
@@ -1017,9 +1040,9 @@ def _parallel(operations, guards, jobs, quiet, log_path):
         part = os.path.join(tmp, 'part-%d' % i)
         cmd = [sys.executable, '-m', 'nova_guardrails.cmd.cli',
                'crash-matrix', '--guards', guards, '--ops'] + group + [
-               '--output', part + '.md', '--json', part + '.json',
-               '--log-file', '%s.%d' % (log_path, i) if log_path else
-               part + '.log']
+            '--output', part + '.md', '--json', part + '.json',
+            '--log-file', '%s.%d' % (log_path, i) if log_path else
+            part + '.log']
         if quiet:
             cmd.append('--quiet')
         procs.append((part, subprocess.Popen(
@@ -1050,8 +1073,8 @@ def main(operations=None, guards='both', output='crash-matrix.md',
 
     :param jobs: worker processes (each runs whole operations).
     """
-    import sys
     from nova_guardrails.lab import runner
+    import sys
     started = time.monotonic()
     holder = {}
 

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """In-process nova for the lab and the functional tests.
 
 Built on nova's own functional fixtures, shipped in the nova wheel:
@@ -168,7 +179,8 @@ class GuardrailsTestBase(base.ServersTestBase,
         # stopped. A second fixture's clean-up ran first and reset nova's
         # test value manager_shutdown_timeout = 0: nova 33's Service.stop()
         # then waited its default (160 s) for the crashed service's task.
-        if self._nova_conf_fixture is None:
+        # (nova's own regression test classes call this method too.)
+        if getattr(self, '_nova_conf_fixture', None) is None:
             self._nova_conf_fixture = self.useFixture(
                 config_fixture.Config(CONF))
         conf_fixture = self._nova_conf_fixture
@@ -222,7 +234,8 @@ class GuardrailsTestBase(base.ServersTestBase,
 
     def spy(self, target, name, record):
         """Call ``record(*args, **kwargs)`` on every call of target.name,
-        then the original: a recording pass-through, not a mock."""
+        then the original: a recording pass-through, not a mock.
+        """
         original = _resolve(target, name)
 
         def spied(*args, **kwargs):
@@ -240,7 +253,8 @@ class GuardrailsTestBase(base.ServersTestBase,
     def stop_compute(self, hostname):
         """Stop nova-compute ``hostname``; its hypervisor (the fake libvirt
         connection and its domains) is returned, to start a service on it
-        again with :meth:`start_compute_on`."""
+        again with :meth:`start_compute_on`.
+        """
         compute = self.computes.pop(hostname)
         self.compute_rp_uuids.pop(hostname, None)
         connection = compute.manager.driver._host.get_connection()
@@ -260,7 +274,7 @@ class GuardrailsTestBase(base.ServersTestBase,
         self.mock_conn.return_value = connection
         try:
             with mock.patch('nova.virt.node.get_local_node_uuid',
-                            return_value=str(getattr(
+                            autospec=True, return_value=str(getattr(
                                 uuids, 'node_%s' % hostname))):
                 compute = self.start_service('compute', host=hostname)
                 compute.driver._host.get_connection = lambda: connection
@@ -318,7 +332,8 @@ class GuardrailsTestBase(base.ServersTestBase,
 
     def assertGuardrailsDecision(self, decision, action):
         """``decision`` (a start-up report row) is ``action``, run by
-        nova-guardrails, done."""
+        nova-guardrails, done.
+        """
         self.assertIsNotNone(decision, 'no start-up report row')
         self.assertEqual((action, 'guardrails', 'done'),
                          (decision['action'], decision['executed_by'],
@@ -331,8 +346,6 @@ class GuardrailsTestBase(base.ServersTestBase,
                 return
             time.sleep(interval)
         self.fail('condition not met in %ss' % timeout)
-
-
 
 
 class NoDirectDatabaseAccess(fixtures.Fixture):
@@ -398,7 +411,8 @@ class NoDirectDatabaseAccess(fixtures.Fixture):
         """Count one round trip per remotable call of guard code: the
         database calls made inside one call of a remotable method (the
         outermost ``oslo_versionedobjects`` wrapper frame under the guard's
-        frame) are one round trip to nova-conductor on a compute node."""
+        frame) are one round trip to nova-conductor on a compute node.
+        """
         remotable = None
         while frame is not None:
             path = frame.f_code.co_filename.replace('\\', '/')
@@ -436,7 +450,8 @@ def _managed_save_shuts_off(domain, flags):
 
 def _unless_killed(exit_):
     """A context manager's ``__exit__`` that does nothing for ComputeCrash
-    (the exception propagates)."""
+    (the exception propagates).
+    """
     def exit_unless_killed(self, exc_type, exc_val, exc_tb):
         if exc_type is not None and issubclass(exc_type, ComputeCrash):
             return False

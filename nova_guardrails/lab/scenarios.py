@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Crash scenarios: a server, an operation, nova-compute dying mid-way.
 
 Each :class:`Scenario` boots a server on ``compute1`` of a
@@ -124,7 +135,8 @@ class Outcome:
         running or stopped with it shut down;
         ``'error'``: task_state None, vm_state error;
         ``'stuck'``: anything else (a task_state left, or a vm_state that
-        contradicts the guest)."""
+        contradicts the guest).
+        """
         if not self.started:
             return 'compute down'
         vm_state, task_state, _ = self.after
@@ -145,7 +157,8 @@ def boot(test):
 
 def _interrupt(test, server, crashed, action):
     """Ask nova-api for ``action`` on ``server``; wait until nova-compute
-    dies at the crash point ``crashed`` (from ``test.crash_at...``)."""
+    dies at the crash point ``crashed`` (from ``test.crash_at...``).
+    """
     test.api.post_server_action(server['id'], action)
     test.wait_for_crash(crashed)
     return server
@@ -197,7 +210,8 @@ def hard_reboot_started_hard(test):
 
 def hard_reboot_error_instance(test):
     """Server in vm_state error, hard reboot to reset it; dies after the
-    guest was destroyed."""
+    guest was destroyed.
+    """
     server = boot(test)
     test.api.post_server_action(server['id'],
                                 {'os-resetState': {'state': 'error'}})
@@ -243,7 +257,8 @@ def suspend_before_driver(test):
 def suspend_guest_saved(test):
     """Suspend; dies after the driver saved the guest, before recording
     it (blueprint "recover from stuck states": a task_state nova 34
-    leaves stuck)."""
+    leaves stuck).
+    """
     server = boot(test)
     return _interrupt(
         test, server, test.crash_at(LIBVIRT_DRIVER, 'suspend',
@@ -252,7 +267,8 @@ def suspend_guest_saved(test):
 
 def shelve_offload_interrupted(test):
     """Shelved server, shelve offload; dies after the driver destroyed the
-    guest, before recording it (blueprint "recover from stuck states")."""
+    guest, before recording it (blueprint "recover from stuck states").
+    """
     test.flags(shelved_offload_time=-1)
     server = boot(test)
     test.api.post_server_action(server['id'], {'shelve': None})
@@ -373,7 +389,8 @@ def standby_history(test):
     """A starts; the standby B starts once over A's hypervisor while it is
     empty (nova alone allows it); A runs two guests and dies. Runs with
     nova alone: the past before nova-guardrails. Returns (servers,
-    hypervisor)."""
+    hypervisor).
+    """
     test.use_nova_conf(_harness().NOVA_ALONE_CONF)
     test.start_compute(A)
     connection = test.stop_compute(A)
@@ -395,7 +412,8 @@ def force_down(test, host, down=True):
 def evacuate_while_down(test, count=1, crash_destination=False):
     """Servers on A; A goes down; they are evacuated to C (C dies before
     rebuilding them when ``crash_destination``). Returns (servers, A's
-    hypervisor)."""
+    hypervisor).
+    """
     test.start_compute(A)
     test.start_compute(C)
     servers = boot_on(test, A, count)
@@ -556,7 +574,8 @@ def _heal_info_cache(test, server):
 
 def server_with_port(test, timeout=3):
     """A server with a port on compute1 (compute2 up too), neutron's agents
-    simulated, vif waits on. Returns (server, port id, agents)."""
+    simulated, vif waits on. Returns (server, port id, agents).
+    """
     agents = test.useFixture(_harness().NeutronAgents(test))
     _fake_disk_migration(test)
     test.flags(allow_resize_to_same_host=False)
@@ -580,7 +599,8 @@ def resized_with_port(test, timeout=3):
 
 def make_revert_race(test, port_id, agents):
     """Before the revert's wait: the old host's agent has set the port
-    DOWN, and the binding update that moves it back is lost."""
+    DOWN, and the binding update that moves it back is lost.
+    """
     test.neutron._ports[port_id]['status'] = 'DOWN'
     agents.lose = 1
 
@@ -665,7 +685,8 @@ _TMP = __import__('tempfile').gettempdir()
 
 def ceph_cluster():
     """The lab's throwaway Ceph cluster, started on first use, stopped at
-    exit."""
+    exit.
+    """
     if not _CLUSTER:
         import atexit
         from nova_guardrails.lab import ceph
@@ -685,7 +706,8 @@ def evacuate_to_failing_host(test, write_image, force_old_cleanup=False):
     """A server on A with its root disk <uuid>_disk in the pool (written by
     ``write_image(name) -> bytes``, as spawn would); A goes down; it is
     evacuated to C, where creating the guest fails. Returns (server, root
-    image name, its bytes)."""
+    image name, its bytes).
+    """
     test.start_compute(A)
     test.start_compute(C)
     [server] = boot_on(test, A)

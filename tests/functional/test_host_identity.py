@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """host_identity guard on real nova 34 (issue 5; nova bug 1419785).
 
 Two nova-compute services over one fake hypervisor are two services started
@@ -8,6 +19,7 @@ nova alone (libvirt.LibvirtDriver loaded the same way).
 
 import fixtures
 from nova import context as nova_context
+from nova import exception as nova_exception
 from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_db import exception as db_exception
@@ -91,7 +103,8 @@ class GuardedStandbyTest(_Standby):
     def test_bug_1419785(self):
         """The standby registered over A's hypervisor before guardrails was
         enabled (nova alone allows it while the hypervisor is empty); A ran
-        guests, died; B starts with guardrails."""
+        guests, died; B starts with guardrails.
+        """
         servers, connection = self.standby_history()
         before = self.records(servers)
         error = self.assertRaises(exception.StartupRefused,
@@ -139,7 +152,8 @@ class GuardedStandbyTest(_Standby):
     def test_foreign_guests_alone_refuse_start(self):
         """The node check alone passes (takeover allowed for the node only
         is not possible), so test the guest check on its own: a guest of
-        host C appears on A's hypervisor."""
+        host C appears on A's hypervisor.
+        """
         self.start_compute(A)
         self.start_compute(C)
         [server] = self.boot(C)
@@ -163,7 +177,8 @@ class GuardedStandbyTest(_Standby):
 
     def test_foreign_guest_not_running_refuses_start(self):
         """A guest that is not running is evidence too: this hypervisor may
-        be another host's (project issue 13, defect 10)."""
+        be another host's (project issue 13, defect 10).
+        """
         self.start_compute(A)
         self.start_compute(C)
         [server] = self.boot(C)
@@ -225,8 +240,8 @@ class NovaAloneStandbyTest(_Standby):
         servers = self.boot(A, 2)
         connection = self.stop_compute(A)
         # nova >= 27 refuses a new service over a hypervisor with guests.
-        error = self.assertRaises(Exception, self.start_compute_on, B,
-                                  connection)
+        error = self.assertRaises(nova_exception.InvalidConfiguration,
+                                  self.start_compute_on, B, connection)
         self.assertIn('My hypervisor has existing instances', str(error))
         self.assertEqual({s['id']: 'running' for s in servers},
                          self.guests(connection, servers))
@@ -250,7 +265,8 @@ class NovaAloneStandbyTest(_Standby):
 
 class _Evacuation(_Base):
     """Server on A; A goes down; the server is evacuated to C; A restarts
-    over its old hypervisor, where the evacuated guest still is."""
+    over its old hypervisor, where the evacuated guest still is.
+    """
 
     def evacuate_while_down(self, count=1, crash_destination=False):
         if not crash_destination:

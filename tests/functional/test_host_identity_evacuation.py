@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """host_identity and an evacuation that is not over when its source
 restarts (project issue 13, defects 6 and 13).
 
@@ -59,7 +70,8 @@ class _Evacuation(harness.GuardrailsTestBase):
 
     def start_on(self, host, connection):
         """Start nova-compute ``host`` over ``connection`` with a report
-        file of its own (in one process every service reads one CONF)."""
+        file of its own (in one process every service reads one CONF).
+        """
         # An override, not use_nova_conf: its fixture's clean-up resets
         # every option, nova's test default manager_shutdown_timeout = 0
         # too, and the crashed service's unfinished task then holds its
@@ -150,7 +162,8 @@ class SourceBackWhileInProgressTest(_Evacuation):
         """One evacuation finished while A was down, one still running when
         A comes back: the finished one is cleaned up at start-up with
         nova's steps (run by the guard, as nova's own method would also
-        complete the running one), the running one is left open."""
+        complete the running one), the running one is left open.
+        """
         done = self._create_server(networks='none', host=A)
         conn_a = self.a_goes_down()
         self._evacuate_server(done, expected_host=C)
@@ -213,7 +226,8 @@ class SourceBackWhileInProgressTest(_Evacuation):
 
     def test_no_guest_here_evacuation_still_left_open(self):
         """A's hypervisor lost the guest while A was down: nothing to keep,
-        but the evacuation is not over either, so it is not completed."""
+        but the evacuation is not over either, so it is not completed.
+        """
         conn_a = self.a_goes_down()
         dom = conn_a.lookupByUUIDString(self.server['id'])
         dom.destroy()
@@ -265,7 +279,8 @@ class DestinationDiesTest(_Evacuation):
     pre-migrating, C's compute_rebuild_instance event started); both
     nova-computes come back, in either order. The end state is nova's
     rebuild failure path: server in ERROR on A, migration failed, only A's
-    allocation, to be rebooted (or evacuated) again."""
+    allocation, to be rebooted (or evacuated) again.
+    """
 
     def setUp(self):
         super().setUp()

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """host_identity: the evidence its start-up checks weigh (project issue 13).
 
 On real nova 34 (libvirt driver over fakelibvirt), every guard enabled:
@@ -16,9 +27,9 @@ On real nova 34 (libvirt driver over fakelibvirt), every guard enabled:
 import json
 from unittest import mock
 
+import nova.conf
 from nova import context as nova_context
 from nova import objects
-import nova.conf
 
 from nova_guardrails import exception
 from nova_guardrails.lab import harness
@@ -49,7 +60,8 @@ class _Base(harness.GuardrailsTestBase):
     def copy_guest(self, server, from_host, to_connection, running=True):
         """The guest of ``server`` on ``from_host`` also defined on
         ``to_connection`` (a stray copy, or the other host's hypervisor
-        seen by a standby)."""
+        seen by a standby).
+        """
         conn = self.computes[from_host].driver._host.get_connection()
         xml = conn.lookupByUUIDString(server['id']).XMLDesc(0)
         if running:
@@ -109,14 +121,16 @@ class HypervisorNamesTest(_Base):
 
 class _ForeignGuests(_Base):
     """A guest of another host, with the node check passed (the machine's
-    libvirt hostname changed, so no compute node has its name)."""
+    libvirt hostname changed, so no compute node has its name).
+    """
 
     def standby_over_renamed_hypervisor(self, stop_guests):
         """B ran once on a machine since retired; A runs two servers
         (stopped when ``stop_guests``) and dies; A's machine's hostname
         changes; B, an existing service, starts over it with a node
         identity of its own (its own $state_path/compute_id), so neither
-        nova's rename check nor a compute node of the same name sees A."""
+        nova's rename check nor a compute node of the same name sees A.
+        """
         self.start_compute(B)
         self.stop_compute(B)
         self.start_compute(A)
@@ -132,7 +146,7 @@ class _ForeignGuests(_Base):
         self.mock_conn.return_value = connection
         try:
             with mock.patch('nova.virt.node.get_local_node_uuid',
-                            return_value=uuids.standby_node):
+                            autospec=True, return_value=uuids.standby_node):
                 compute = self.start_service('compute', host=B)
                 compute.driver._host.get_connection = lambda: connection
         finally:
@@ -169,7 +183,8 @@ class ForeignGuestsTest(_ForeignGuests):
 
     def test_takeover_allowed_still_refuses_with_the_steps(self):
         """allow_takeover_from cannot make the takeover: nova has no call
-        that moves a compute node or an instance to another host name."""
+        that moves a compute node or an instance to another host name.
+        """
         servers, conn = self.standby_over_renamed_hypervisor(False)
         self.use_nova_conf('[guardrails]\nallow_takeover_from = hostA\n')
         error = self.assertRaises(exception.StartupRefused,
@@ -192,7 +207,8 @@ class NovaAloneForeignGuestsTest(_ForeignGuests):
 
     def test_stopped_guests_of_another_host_a_second_node(self):
         """What the guard prevents: nova 34 alone starts B over A's stopped
-        guests and registers the machine a second time."""
+        guests and registers the machine a second time.
+        """
         servers, conn = self.standby_over_renamed_hypervisor(True)
         self.start_standby(conn)
         self.assertEqual(1, len(self.compute_nodes('node-17')))
@@ -215,7 +231,8 @@ class MigrationLinksTest(_Base):
 
     def test_a_past_migration_is_no_link(self):
         """The server moved from A to C long ago (confirmed); its guest
-        turns up again on A's hypervisor, running: two copies run."""
+        turns up again on A's hypervisor, running: two copies run.
+        """
         self._confirm_resize(self.migrate_to_c())
         conn_a = self.stop_compute(A)
         self.copy_guest(self.server, C, conn_a)
@@ -232,7 +249,8 @@ class MigrationLinksTest(_Base):
         migration to C: the migration is confirmed, the source guest is
         still defined on A, shut off. nova alone starts and leaves it;
         so does the guard (it refused start-up before: crash matrix,
-        resize_confirm and cold_migrate at task_state -> None)."""
+        resize_confirm and cold_migrate at task_state -> None).
+        """
         self._confirm_resize(self.migrate_to_c())
         conn_a = self.stop_compute(A)
         self.copy_guest(self.server, C, conn_a, running=False)
@@ -251,7 +269,8 @@ class MigrationLinksTest(_Base):
 
     def test_stopped_guest_of_a_later_move_elsewhere_refuses(self):
         """Moved from A to C, then from C to B: the latest move is not from
-        this host, so a stopped guest on A is not its leftover."""
+        this host, so a stopped guest on A is not its leftover.
+        """
         self.start_compute(B)
         self._confirm_resize(self.migrate_to_c())
         self._confirm_resize(self._migrate_server(self.server, host=B))
@@ -264,7 +283,8 @@ class MigrationLinksTest(_Base):
 
     def test_an_open_migration_from_here_links(self):
         """A cold migration to C awaiting confirmation: A keeps the source
-        guest (powered off) until the confirm. A restarts."""
+        guest (powered off) until the confirm. A restarts.
+        """
         self.migrate_to_c()
         conn_a = self.stop_compute(A)
         self.assertEqual('shutdown',
@@ -281,7 +301,8 @@ class MigrationLinksTest(_Base):
 
 class DeletedAfterEvacuationTest(_Base):
     """nova bug 1794996 with the guard: evacuated while A was down, then
-    deleted on C; A restarts with the evacuated guest still defined."""
+    deleted on C; A restarts with the evacuated guest still defined.
+    """
 
     def test_deleted_instance_is_cleaned_up_by_nova(self):
         [server], conn_a = scenarios.evacuate_while_down(self)
@@ -300,7 +321,8 @@ class DeletedAfterEvacuationTest(_Base):
 
     def test_deleted_instance_without_evacuation_is_reported(self):
         """A guest of a server deleted elsewhere (no migration at all): nova's
-        _cleanup_running_deleted_instances reaps it; start-up goes on."""
+        _cleanup_running_deleted_instances reaps it; start-up goes on.
+        """
         self.start_compute(A)
         self.start_compute(C)
         [server] = self.boot(C)

@@ -1,6 +1,14 @@
 # Licensed under the Apache License, Version 2.0 (the "License"); you may
 # not use this file except in compliance with the License. You may obtain
-# a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """A request queued while nova-compute was down, delivered after the
 start-up recovery acted on it, runs at most once.
 
@@ -52,7 +60,8 @@ class _LateDelivery(harness.GuardrailsTestBase):
 
     def hold_cast(self, method):
         """Hold compute casts of ``method``; returns a function that
-        delivers them (the queue draining long after the restart)."""
+        delivers them (the queue draining long after the restart).
+        """
         from nova.compute import rpcapi
         held = []
         original = getattr(rpcapi.ComputeAPI, method)
@@ -128,7 +137,8 @@ class GuardedLateDeliveryTest(_LateDelivery):
 
     def handled(self, server, event):
         """The latest instance action has ``event`` finished (nova's
-        instance action API)."""
+        instance action API).
+        """
         actions = self.api.api_get(
             '/servers/%s/os-instance-actions' % server['id']
         ).body['instanceActions']
@@ -158,7 +168,8 @@ class GuardedLateDeliveryTest(_LateDelivery):
 
     def test_delivery_before_the_grace_period_runs_once(self):
         """Delivered while the instance is still deferred: nova runs it,
-        once, and the recovery leaves it to nova."""
+        once, and the recovery leaves it to nova.
+        """
         server, deliver, calls = self.queued_then_late('start')
         deliver()
         self._wait_for_state_change(server, 'ACTIVE')

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """nova's own functional tests of evacuation and compute restart, with every
 guard enabled.
 
@@ -95,10 +106,10 @@ class Guarded:
 
         def load_compute_driver(virtapi, compute_driver=None):
             with mock.patch.object(guardrails_driver, '_build_real_driver',
-                                   return_value=real):
+                                   autospec=True, return_value=real):
                 return guardrails_driver.GuardrailsDriver(virtapi)
         with mock.patch('nova.virt.driver.load_compute_driver',
-                        side_effect=load_compute_driver):
+                        autospec=True, side_effect=load_compute_driver):
             return self.start_service('compute', host=compute.host,
                                       cell_name=cell_name)
 
@@ -109,7 +120,8 @@ class TestBug1794996(
         Guarded,
         test_bug_1794996.TestEvacuateDeleteServerRestartOriginalCompute):
     """Evacuated, then deleted; the source restarts (fake.SmallFakeDriver).
-    host_identity refused this start-up before issue 13 defect 12."""
+    host_identity refused this start-up before issue 13 defect 12.
+    """
 
 
 class TestBug2085975(
@@ -126,7 +138,8 @@ class TestBug2085975(
         moment (tests/functional/test_host_identity_evacuation.py
         test_finished_evacuation_settles_the_copy). This test asserts right
         after the restart, before the evacuation can finish, so the call it
-        waits for has not happened yet."""
+        waits for has not happened yet.
+        """
         super().test_compute_startup_evacuation_in_progress()
 
 
@@ -161,7 +174,8 @@ class ComputeManagerInitHostTestCase(
         nova bug 1836369 (migration still "migrating", migration context
         and new flavor left on the instance, the allocation left on the
         destination, none on the source) are what the guard's revert
-        cleans up (tests/functional/test_recovery_resize.py)."""
+        cleans up (tests/functional/test_recovery_resize.py).
+        """
         super().test_migrate_disk_and_power_off_crash_finish_revert_migration()
 
 

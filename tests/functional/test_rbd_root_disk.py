@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """rbd_root_disk guard on real nova 34 and a real Ceph (issue 6; nova bug
 1419785, its evacuation case).
 
@@ -97,7 +108,8 @@ class _Base(harness.GuardrailsTestBase):
         """A server on ``host`` whose flavor has an ephemeral disk and swap,
         with a config drive; its images written into the pool as spawn
         would have (the functional base stubs their creation). Returns
-        (server, {image name: bytes})."""
+        (server, {image name: bytes}).
+        """
         flavor = self._create_flavor(memory_mb=512, vcpu=1, disk=1,
                                      ephemeral=1, swap=512)
         body = self._build_server(flavor_id=flavor, networks='none',
@@ -141,7 +153,8 @@ class _Base(harness.GuardrailsTestBase):
         """spawn's _create_image reports it created a disk
         (``created_disks`` is one boolean for root, ephemeral and swap), so
         a failed spawn cleans up with cleanup_instance_disks=True;
-        ``create(instance)`` runs first (writes what spawn creates)."""
+        ``create(instance)`` runs first (writes what spawn creates).
+        """
         def _create_image(driver, context, instance, *args, **kwargs):
             if create is not None:
                 create(instance)
@@ -152,7 +165,8 @@ class _Base(harness.GuardrailsTestBase):
     def evacuate_every_image_to_failing_host(self):
         """nova bug 1419785's failed evacuation with every image: the server
         lives on A (shared pool); A goes down; the evacuation to C fails
-        creating the guest, after spawn reported it created a disk."""
+        creating the guest, after spawn reported it created a disk.
+        """
         self.start_compute(A)
         self.start_compute(C)
         server, images = self.boot_with_every_image(A)
@@ -168,7 +182,8 @@ class _Base(harness.GuardrailsTestBase):
     def rebuild_failing_spawn(self):
         """A rebuild on the server's own host whose spawn fails after
         creating the new images (the rebuild's destroy removed the old
-        ones, as it must)."""
+        ones, as it must).
+        """
         self.start_compute(A)
         server, _ = self.boot_with_every_image(A)
         created = {}
@@ -263,7 +278,6 @@ class GuardedRbdTest(_Base):
         missing = subprocess.run(command + ['restore', server['id']],
                                  capture_output=True, text=True)
         self.assertEqual(1, missing.returncode)
-
 
     def test_bug_1419785_failed_evacuation_keeps_every_image(self):
         # The failed evacuation with an ephemeral disk, swap and a config

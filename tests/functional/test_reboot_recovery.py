@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Interrupted reboots on real nova 34 (issue 2, item 5; nova bug 1072751).
 
 Each test runs a crash scenario of nova_guardrails.lab.scenarios: the real
@@ -170,7 +181,8 @@ class GuardedRebootRecoveryTest(_Base):
     def test_preempted_by_a_request_during_start_up(self):
         """A delete reaches the instance while the guard decides: the
         guard's save fails on the expected task_state; it changes nothing
-        more and does not reboot."""
+        more and does not reboot.
+        """
         server = scenarios.soft_reboot_guest_off(self)
 
         def delete_request_lands(driver_self, instance, *args, **kwargs):
@@ -212,7 +224,8 @@ class GuardedRebootRecoveryTest(_Base):
 
     def test_report_document(self):
         """The start-up report: default path under state_path, one row per
-        instance with a task_state, none for a stable instance."""
+        instance with a task_state, none for a stable instance.
+        """
         stable = scenarios.boot(self)
         crashed_server = self._create_server(networks='none')
         crashed = self.crash_at(scenarios.DOMAIN, 'shutdown', when='after')

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Guest operations interrupted in the compute, on real nova 34.
 
 rescue, unrescue, backup, password change and pause, each killed (a
@@ -54,7 +65,8 @@ class _Base(harness.GuardrailsTestBase):
 
     def interrupt(self, server, crashed, action):
         """Ask for ``action``, wait for the crash, restart compute1; returns
-        (state at the crash, state after, guest after, decision)."""
+        (state at the crash, state after, guest after, decision).
+        """
         if 'changePassword' in action:
             self._call_in_background(server, action)
             self.wait_for_crash(crashed)
@@ -73,7 +85,8 @@ class _Base(harness.GuardrailsTestBase):
         """changePassword is an RPC call from nova-api to the compute: its
         request would wait for a reply the crashed compute never sends.
         It runs in a thread, answered by a MessagingTimeout (500) once
-        rpc_response_timeout has passed."""
+        rpc_response_timeout has passed.
+        """
         self.flags(rpc_response_timeout=2)
 
         def post():
@@ -127,19 +140,22 @@ class _Base(harness.GuardrailsTestBase):
 
     def crash_unrescue_xml_loaded(self):
         """Inside unrescue, the rescue guest still running: the driver read
-        unrescue.xml and is about to destroy the rescue guest."""
+        unrescue.xml and is about to destroy the rescue guest.
+        """
         return self.crash_at(
             LIBVIRT_UTILS, 'load_file', when='after',
             condition=lambda path, *a, **kw: path.endswith('unrescue.xml'))
 
     def crash_unrescue_guest_destroyed(self):
         """Inside unrescue, the rescue guest destroyed, the instance's own
-        not yet created."""
+        not yet created.
+        """
         return self.crash_at(DRIVER, '_destroy', when='after')
 
     def crash_backup(self):
         """Inside the driver snapshot, before it moves the task_state on
-        (image_pending_upload): the task_state is still image_backup."""
+        (image_pending_upload): the task_state is still image_backup.
+        """
         return self.crash_at(DRIVER, '_suspend_guest_for_snapshot',
                              when='after')
 
@@ -147,7 +163,8 @@ class _Base(harness.GuardrailsTestBase):
         """The instance's own guest fails to start in unrescue; nova sets
         vm_state error (_error_out_instance_on_exception, task_state kept
         for reverts_task_state to clear) and dies before clearing it.
-        Returns (crash event, switch: clear it to let guests start)."""
+        Returns (crash event, switch: clear it to let guests start).
+        """
         failing = [True]
         original = fakelibvirt.Domain.createWithFlags
 
@@ -183,7 +200,8 @@ class GuardedGuestOpsTest(_Base):
 
     def test_rescuing_rescue_guest_started(self):
         """The rescue guest runs, nova-compute died before recording the
-        rescue: a hard reboot brings the instance's own guest back."""
+        rescue: a hard reboot brings the instance's own guest back.
+        """
         server = self.boot()
         at_crash, after, guest, decision = self.interrupt(
             server, self.crash_rescue_guest_started(),
@@ -216,7 +234,8 @@ class GuardedGuestOpsTest(_Base):
 
     def test_unrescuing_rescue_guest_running(self):
         """Inside unrescue, the rescue guest still running: the instance's
-        own guest must come back, vm_state active."""
+        own guest must come back, vm_state active.
+        """
         server = self.rescued_server()
         at_crash, after, guest, decision = self.interrupt(
             server, self.crash_unrescue_xml_loaded(), {'unrescue': None})
@@ -235,7 +254,8 @@ class GuardedGuestOpsTest(_Base):
 
     def test_unrescuing_guest_destroyed(self):
         """Inside unrescue, the rescue guest destroyed and the instance's
-        own not created yet."""
+        own not created yet.
+        """
         server = self.rescued_server()
         at_crash, after, guest, decision = self.interrupt(
             server, self.crash_unrescue_guest_destroyed(),
@@ -250,7 +270,8 @@ class GuardedGuestOpsTest(_Base):
 
     def test_image_backup_live(self):
         """Live snapshot of a running guest: the backup is abandoned, the
-        server stays active."""
+        server stays active.
+        """
         server = self.boot()
         at_crash, after, guest, decision = self.interrupt(
             server, self.crash_backup(), self.backup())
@@ -262,7 +283,8 @@ class GuardedGuestOpsTest(_Base):
     def test_image_backup_guest_saved_for_cold_snapshot(self):
         """Cold snapshot: the driver saved (suspended) the running guest
         before copying its disk; vm_state follows the guest: stopped, and
-        the server starts again."""
+        the server starts again.
+        """
         self.flags(disable_libvirt_livesnapshot=True, group='workarounds')
         server = self.boot()
         at_crash, after, guest, decision = self.interrupt(
@@ -280,7 +302,8 @@ class GuardedGuestOpsTest(_Base):
 
     def test_updating_password(self):
         """The guest agent set the password, nova-compute died before
-        recording it."""
+        recording it.
+        """
         server = self.agent_server()
         at_crash, after, guest, decision = self.interrupt(
             server, self.crash_at(DOMAIN, 'setUserPassword', when='after'),
@@ -300,7 +323,8 @@ class GuardedGuestOpsTest(_Base):
 
     def test_pausing_guest_paused(self):
         """The driver paused the guest, nova-compute died before recording
-        it: vm_state paused; the server unpauses."""
+        it: vm_state paused; the server unpauses.
+        """
         server = self.boot()
         at_crash, after, guest, decision = self.interrupt(
             server, self.crash_at(DRIVER, 'pause', when='after'),
@@ -320,7 +344,8 @@ class GuardedGuestOpsTest(_Base):
         """A server in error (os-resetState) is rescued (nova-api allows it
         from error); nova-compute dies inside the driver: the task_state is
         cleared, vm_state stays error, the guest is not touched; a hard
-        reboot then resets the server to its own guest."""
+        reboot then resets the server to its own guest.
+        """
         server = self.error_server()
         at_crash, after, guest, decision = self.interrupt(
             server, self.crash_rescue_guest_started(),
@@ -338,7 +363,8 @@ class GuardedGuestOpsTest(_Base):
     def test_error_unrescue_failed(self):
         """unrescue failed in the driver: nova set vm_state error and died
         before clearing the task_state; it is cleared, the guest (not
-        started) is untouched, and a hard reboot resets the server."""
+        started) is untouched, and a hard reboot resets the server.
+        """
         server = self.rescued_server()
         crashed, failing = self.crash_unrescue_failed()
         at_crash, after, guest, decision = self.interrupt(

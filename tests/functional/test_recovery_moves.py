@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Moves whose instance no start-up of its host looks at, on real nova 34.
 
 * An evacuation whose destination died mid-rebuild: nova 34 records the
@@ -22,7 +33,8 @@ class _Evacuation(harness.GuardrailsTestBase):
 
     def evacuate_and_crash(self):
         """Boot on compute1; compute1's host dies (its guest with it);
-        evacuate to compute2, which dies after saving rebuild_spawning."""
+        evacuate to compute2, which dies after saving rebuild_spawning.
+        """
         self.start_compute(SOURCE)
         self.start_compute(DEST)
         server = self._create_server(networks='none', host=SOURCE)

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Resize task_states nova 34 leaves stuck, on real nova 34.
 
 A server on compute1 (the source) is resized to compute2 (the
@@ -69,7 +80,8 @@ class _Base(harness.GuardrailsTestBase):
     def crash_in_finish_revert_resize(self):
         """Revert; the source dies in finish_revert_resize right after
         ``instance.save(expected_task_state=RESIZE_REVERTING)`` (guest
-        restored, migration context dropped, host = source)."""
+        restored, migration context dropped, host = source).
+        """
         crashed = self.crash_at(
             'nova.objects.instance.Instance', 'save', when='after',
             condition=lambda instance, *a, **kw: (
@@ -84,7 +96,8 @@ class _Base(harness.GuardrailsTestBase):
 
     def restart(self, *hosts):
         """Restart the compute services ``hosts``, in that order, keeping
-        the hypervisors' domains. Returns (state before, decision)."""
+        the hypervisors' domains. Returns (state before, decision).
+        """
         at_crash = self.server_states(self.server)
         for host in hosts:
             self.restart_compute_service(host)
@@ -123,7 +136,8 @@ class GuardedResizeRecoveryTest(_Base):
     def assertRolledBack(self, wait_revert=True):
         """The resize is rolled back: the server runs on the source with
         its original flavor, migration reverted, allocations only there.
-        Returns the server."""
+        Returns the server.
+        """
         if wait_revert:
             self.notifier.wait_for_versioned_notifications(
                 'instance.resize_revert.end')
@@ -172,7 +186,8 @@ class GuardedResizeRecoveryTest(_Base):
 
     def test_resize_finish_before_driver(self):
         """The destination saved resize_finish (new flavor recorded) and
-        died before the driver created the guest."""
+        died before the driver created the guest.
+        """
         self.resize(self.crash_at_task_state(task_states.RESIZE_FINISH,
                                              when='after'))
         self.assertEqual(('shutdown', 'pending'), self.guests())
@@ -226,7 +241,8 @@ class GuardedResizeRecoveryTest(_Base):
 
     def test_resize_reverting_destination_guest_destroyed(self):
         """Revert: the destination destroyed its guest and died before
-        casting finish_revert_resize to the source."""
+        casting finish_revert_resize to the source.
+        """
         self.resized()
         self.revert(self.crash_at(DRIVER, 'destroy', when='after'))
         self.assertEqual(('shutdown', 'pending'), self.guests())
@@ -238,7 +254,8 @@ class GuardedResizeRecoveryTest(_Base):
 
     def test_resize_reverting_destination_before_cast(self):
         """Revert: the destination dropped its claim (migration already
-        'reverted') and died before the cast to the source."""
+        'reverted') and died before the cast to the source.
+        """
         self.resized()
         self.revert(self.crash_at('nova.compute.rpcapi.ComputeAPI',
                                   'finish_revert_resize', when='before'))
@@ -253,7 +270,8 @@ class GuardedResizeRecoveryTest(_Base):
         """Revert: the source restored the guest and saved the instance
         back on itself (migration context dropped, task_state still
         resize_reverting), then died before its last save: the source
-        clears it to its guest (active)."""
+        clears it to its guest (active).
+        """
         self.resized()
         self.crash_in_finish_revert_resize()
         self.assertEqual(('running', 'pending'), self.guests())
@@ -287,7 +305,8 @@ class GuardedSourceRestartTest(_Base):
         """The source died right after recording the instance on the
         destination, before casting finish_resize there; only the source
         restarts. After the grace period it rolls the resize back through
-        the destination."""
+        the destination.
+        """
         self.resize(self.crash_at_task_state(task_states.RESIZE_MIGRATED,
                                              when='after'))
         at_crash, _ = self.restart(SOURCE)
@@ -306,7 +325,8 @@ class GuardedSourceRestartTest(_Base):
         tell a lost finish_resize from one still queued for it, so it
         waits the grace period (nova alone would roll nothing back; casting
         a revert behind a queued finish_resize fails it). Then the resize
-        is rolled back, once."""
+        is rolled back, once.
+        """
         self.resize(self.crash_at_task_state(task_states.RESIZE_MIGRATED,
                                              when='after'))
         self.assertEqual(('shutdown', 'pending'), self.guests())
@@ -329,7 +349,8 @@ class GuardedSourceRestartTest(_Base):
         task_state and its failure handler drop the migration's
         allocation: the instance back on the source with its allocation
         on the destination). Once the destination is back, the queued
-        finish_resize finishes the resize."""
+        finish_resize finishes the resize.
+        """
         from nova.compute import rpcapi
         held = []
         original = rpcapi.ComputeAPI.finish_resize
@@ -375,7 +396,8 @@ class GuardedSourceRestartTest(_Base):
         (resize_migrating). nova 34's own start-up revert fails on libvirt
         (finish_revert_migration reads instance.old_flavor, not set yet);
         the guard reverts: guest running again on the source, allocations
-        back on the source only, migration error."""
+        back on the source only, migration error.
+        """
         self.resize(self.crash_at(DRIVER, 'migrate_disk_and_power_off',
                                   when='after'))
         at_crash, _ = self.restart(SOURCE)

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Shelve, shelve offload, soft delete and restore interrupted in the
 compute, on real nova 34.
 
@@ -45,7 +56,8 @@ class _Base(harness.GuardrailsTestBase):
     def boot(self):
         """Boot a server on compute1 with an instance directory holding a
         root disk file (nova's functional base mocks the driver's
-        _create_image, which creates them)."""
+        _create_image, which creates them).
+        """
         server = scenarios.boot(self)
         path = libvirt_utils.get_instance_path(self.instance(server))
         os.makedirs(path, exist_ok=True)
@@ -60,7 +72,8 @@ class _Base(harness.GuardrailsTestBase):
     def interrupt(self, server, crashed, action):
         """Ask for ``action`` (a server action, or a function making the
         request), wait for the crash, restart compute1; returns (state at
-        the crash, state after, guest after, decision)."""
+        the crash, state after, guest after, decision).
+        """
         if callable(action):
             action()
             self.wait_for_crash(crashed)
@@ -109,21 +122,24 @@ class _Base(harness.GuardrailsTestBase):
 
     def crash_shelving_image_uploading(self, server):
         """shelve: the driver extracted the snapshot and dies uploading
-        it to the image service (task_state shelving_image_uploading)."""
+        it to the image service (task_state shelving_image_uploading).
+        """
         return self.interrupt(
             server, self.crash_at(IMAGE_API, 'update', when='before'),
             {'shelve': None})
 
     def crash_shelve_offload_after_destroy(self, server):
         """shelveOffload of a SHELVED server: the guest is destroyed, the
-        allocations and the record are not updated yet."""
+        allocations and the record are not updated yet.
+        """
         return self.interrupt(
             server, self.crash_at(DRIVER, 'destroy', when='after'),
             {'shelveOffload': None})
 
     def crash_unshelving(self, server):
         """unshelve of a SHELVED server: the conductor dies before it
-        moves the task_state on and casts start_instance."""
+        moves the task_state on and casts start_instance.
+        """
         return self.interrupt(
             server, self.crash_at(CONDUCTOR, 'unshelve_instance',
                                   when='before'),
@@ -131,7 +147,8 @@ class _Base(harness.GuardrailsTestBase):
 
     def crash_soft_deleting(self, server):
         """DELETE with reclaim_instance_interval: dies before the driver
-        powers the guest off."""
+        powers the guest off.
+        """
         self.soft_delete_on()
         return self.interrupt(
             server, self.crash_at(DRIVER, 'power_off', when='before'),
@@ -139,7 +156,8 @@ class _Base(harness.GuardrailsTestBase):
 
     def crash_restoring(self, server):
         """restore of a soft-deleted server: dies before the driver powers
-        the guest on."""
+        the guest on.
+        """
         return self.interrupt(
             server, self.crash_at(DRIVER, 'power_on', when='before'),
             {'restore': None})
@@ -150,7 +168,8 @@ class GuardedShelveDeleteTest(_Base):
 
     def assertKeptStopped(self, server, after, guest):
         """clear_to_guest of a shelve abandoned with the guest off: the
-        server stays on this host, stopped, with its guest and disk."""
+        server stays on this host, stopped, with its guest and disk.
+        """
         self.assertEqual(('stopped', None), after[:2])
         self.assertEqual('shutdown', guest)
         self.assertIsNotNone(self.domain(HOST, server))
@@ -194,7 +213,8 @@ class GuardedShelveDeleteTest(_Base):
 
     def test_shelving_paused_guest(self):
         """Shelve of a paused server: a paused guest is powered off too
-        (not cleanly): the server ends stopped, not paused."""
+        (not cleanly): the server ends stopped, not paused.
+        """
         server = self.boot()
         self.api.post_server_action(server['id'], {'pause': None})
         self._wait_for_state_change(server, 'PAUSED')
@@ -224,7 +244,8 @@ class GuardedShelveDeleteTest(_Base):
 
     def test_shelving_offloading_guest_still_defined(self):
         """shelved_offload_time = 0: shelve offloads at once; dies in the
-        offload before the driver destroys the guest."""
+        offload before the driver destroys the guest.
+        """
         self.flags(shelved_offload_time=0)
         server = self.boot()
         at_crash, after, guest, decision = self.interrupt(
@@ -269,7 +290,8 @@ class GuardedUnshelvingTest(_Base):
     """unshelving is a task_state nova-api sets: with no compute event on
     the unshelve action the guard first leaves it alone as a request that
     may still be queued, then, once [guardrails] queued_grace_seconds
-    passed with nothing moved, applies the table."""
+    passed with nothing moved, applies the table.
+    """
 
     NOVA_CONF = harness.GUARDED_NOVA_CONF + 'queued_grace_seconds = 1\n'
 

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The task_states nova 34 leaves stuck (issue 3), on real nova 34.
 
 Each test runs the real operation through nova's API, kills nova-compute
@@ -26,7 +37,8 @@ class _Base(harness.GuardrailsTestBase):
 
     def interrupt(self, server, crashed, action):
         """Ask for ``action``, wait for the crash, restart compute1; returns
-        (state at the crash, state after, guest after, decision)."""
+        (state at the crash, state after, guest after, decision).
+        """
         scenarios._interrupt(self, server, crashed, action)
         at_crash = self.server_states(server)
         conn = self.computes[HOST].driver._host.get_connection()
@@ -46,7 +58,8 @@ class GuardedStatesTest(_Base):
 
     def test_suspending_guest_saved(self):
         """The driver saved the guest, nova-compute died before recording
-        it: the suspend is recorded (vm_state suspended)."""
+        it: the suspend is recorded (vm_state suspended).
+        """
         server = scenarios.boot(self)
         at_crash, after, guest, decision = self.interrupt(
             server, self.crash_at(DRIVER, 'suspend', when='after'),
@@ -126,7 +139,8 @@ class _Queued(_Base):
 
     def hold_reboot_cast(self):
         """Hold compute casts of reboot_instance; returns a function that
-        delivers them (the queue draining once compute is back)."""
+        delivers them (the queue draining once compute is back).
+        """
         from nova.compute import rpcapi
         held = []
         original = rpcapi.ComputeAPI.reboot_instance
@@ -209,7 +223,8 @@ class NovaAloneQueuedTest(_Queued):
     def test_queued_request_is_lost(self):
         """nova alone clears the task_state of the queued reboot at
         start-up; when the request arrives it fails on its expected
-        task_state: the user's reboot never happens."""
+        task_state: the user's reboot never happens.
+        """
         server, deliver = self.queued_reboot()
         if NOVA_MAJOR < 30:
             # nova 29's _init_instance neither clears nor retries

@@ -1,6 +1,14 @@
 # Licensed under the Apache License, Version 2.0 (the "License"); you may
 # not use this file except in compliance with the License. You may obtain
-# a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """A resize interrupted on its source, root disk on Ceph (resize_migrating).
 
 The source powered the guest off for the copy and nova-compute died. With
@@ -133,7 +141,8 @@ class NovaAloneResizeMigratingRbdTest(_Base):
 
     def test_resize_migrating_on_rbd(self):
         """nova 34 alone: its revert fails, the task_state is cleared, the
-        guest stays off, the allocations stay on the destination."""
+        guest stays off, the allocations stay on the destination.
+        """
         self.interrupted_on_source()
         self.assertEqual(('active', None),
                          self.server_states(self.server)[:2])

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """revert_vif guard on real nova 34 (issue 7; nova bug 1450624).
 
 nova's NeutronFixture with neutron's agents simulated (harness.NeutronAgents):
@@ -42,7 +53,8 @@ class _Base(harness.GuardrailsTestBase):
     def driver_waits(self):
         """The vif events the driver waits for (nova's ComputeVirtAPI
         ``wait_for_instance_event``, observed by a recording
-        pass-through): a list that fills as the driver waits."""
+        pass-through): a list that fills as the driver waits.
+        """
         waited = []
         self.spy('nova.compute.manager.ComputeVirtAPI',
                  'wait_for_instance_event',
@@ -52,7 +64,8 @@ class _Base(harness.GuardrailsTestBase):
 
     def revert_unless_waiting(self, waited):
         """Revert; return the server once it settles, or as soon as the
-        driver waits for this port's network-vif-plugged."""
+        driver waits for this port's network-vif-plugged.
+        """
         self.api.post_server_action(self.server['id'],
                                     {'revertResize': None})
         self.wait_until(
@@ -183,7 +196,8 @@ class _ResizeBase(harness.GuardrailsTestBase):
     """The same lost binding update on the way out (finish_migration on the
     destination). nova 34's libvirt finish_migration does not wait for vif
     events (vifs_already_plugged=True): no timeout, but the port stays bound
-    to the source host."""
+    to the source host.
+    """
 
     def resize_with_race(self, refuse=False, lose=1):
         server, port_id, agents = scenarios.server_with_port(self, TIMEOUT)
@@ -211,7 +225,6 @@ class GuardedResizeTest(_ResizeBase):
                          (decision['action'],
                           decision['details']['method'],
                           decision['details']['binding_host']))
-
 
     def test_finish_migration_rebind_lost_too(self):
         # The guard's rebind is lost as nova's was: it is not recorded as

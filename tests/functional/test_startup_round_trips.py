@@ -1,6 +1,14 @@
 # Licensed under the Apache License, Version 2.0 (the "License"); you may
 # not use this file except in compliance with the License. You may obtain
-# a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """What the guards add to a nova-compute start-up, in round trips.
 
 On a compute node every read or write of the guards is a round trip to
@@ -60,7 +68,7 @@ class StartupRoundTripsTest(harness.GuardrailsTestBase):
         five = self.restart_counting()
         self.assertEqual(one, five)
         self.assertEqual(STABLE_HOST, five,
-                             self.db_access.guard_call_sites)
+                         self.db_access.guard_call_sites)
 
     def test_bounded_per_queued_instance(self):
         self.start_compute(HOST)

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The real deployment tier as pytest fixtures.
 
 ``tier`` (session): the whole deployment (:class:`deployment.Tier`), up once
@@ -36,7 +47,8 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture
 def measured(request):
     """``measured(key=value, ...)``: what the scenario saw, for the
-    summary of the run."""
+    summary of the run.
+    """
     def record(**values):
         MEASURED.setdefault(request.node.name, {}).update(values)
     return record

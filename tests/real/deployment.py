@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The real deployment tier: a small OpenStack on loopback, one directory.
 
 :class:`Tier` starts, without systemd and as real processes:
@@ -212,7 +223,8 @@ class Process:
     def stop(self, sig=signal.SIGTERM, timeout=15):
         """Signal the process group (the pid: setsid), wait, SIGKILL the
         group if needed; reap. Any other member of the group is killed
-        once the process is gone."""
+        once the process is gone.
+        """
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
@@ -231,7 +243,8 @@ class Process:
 
 class Ceph(lab_ceph.Cluster):
     """The lab's single-node cluster plus a ceph-mgr, in the tier's
-    directory."""
+    directory.
+    """
 
     def __init__(self, base_dir, memstore_bytes):
         super().__init__(pool='vms', memstore_bytes=memstore_bytes,
@@ -325,7 +338,8 @@ class Compute:
     @property
     def output(self):
         """Its standard output and error (what is printed before logging
-        is set up, guru meditation reports)."""
+        is set up, guru meditation reports).
+        """
         return os.path.join(self.tier.dir, 'log', self.name + '.log')
 
     def tails(self, lines=40):
@@ -360,14 +374,16 @@ class Compute:
 
     def restart(self):
         """After a crash: the same configuration, no crash point, once
-        the old pid is gone."""
+        the old pid is gone.
+        """
         self.kill()
         return self.start(crash_points=False)
 
     def wait_up(self, timeout=120):
         """Until it is serving: its RPC server consumes its queue in
         RabbitMQ (nova starts it once init_host is done), its service is up
-        in nova's API and its resource provider is in placement."""
+        in nova's API and its resource provider is in placement.
+        """
         self.wait_serving(timeout)
         wait_for(lambda: self.tier.service_state(self.host) == 'up', timeout,
                  'nova-compute %s up in os-services' % self.name,
@@ -380,7 +396,8 @@ class Compute:
     def wait_serving(self, timeout=120):
         """Until its RPC server consumes its queue (init_host done); no
         more (a nova-compute that cannot register its resource provider
-        still gets here)."""
+        still gets here).
+        """
         def consuming():
             if not self.process.alive():
                 raise TierError('nova-compute %s exited with %s:\n%s' % (
@@ -413,7 +430,8 @@ class Compute:
 
     def wait_errors(self, text, timeout=60):
         """Until an ERROR or CRITICAL line of its log has ``text``; those
-        lines."""
+        lines.
+        """
         def found():
             return [line for line in self.log_lines()
                     if text in line and (' ERROR ' in line or
@@ -437,7 +455,8 @@ class Compute:
 
     def wait_marker(self, prefix, count=1, timeout=120):
         """Until ``count`` lines of the marker file start with ``prefix``
-        (``hold``: held threads; the process must stay alive)."""
+        (``hold``: held threads; the process must stay alive).
+        """
         def reached():
             if not self.process.alive():
                 raise TierError('nova-compute %s exited (%s):\n%s' % (
@@ -491,7 +510,8 @@ class Compute:
 
 class Tier:
     """The deployment; ``with Tier() as tier:`` or :meth:`start` /
-    :meth:`stop`."""
+    :meth:`stop`.
+    """
 
     def __init__(self, base_dir=None, memstore_bytes=8 * 1024 ** 3,
                  keep=False):
@@ -529,7 +549,8 @@ class Tier:
 
     def run(self, argv, env=None, timeout=300, name=None):
         """Run a command to completion, output into a log file; raise with
-        its tail when it fails."""
+        its tail when it fails.
+        """
         name = name or os.path.basename(argv[0])
         log = os.path.join(self.dir, 'log', 'cmd-%s.log' % name)
         environment = dict(os.environ)
@@ -608,7 +629,8 @@ class Tier:
 
     def stop(self):
         """Stop every process (guests first), check none is left, remove
-        the directory (unless ``keep``)."""
+        the directory (unless ``keep``).
+        """
         if self._stopped or self.dir is None:
             return
         self._stopped = True
@@ -666,7 +688,8 @@ class Tier:
 
         Servers whose nova-compute still runs are deleted as a user would
         (a resized server's delete calls its source compute); the others by
-        nova-api's local delete, their services forced down first."""
+        nova-api's local delete, their services forced down first.
+        """
         import libvirt
         alive = {c.host for c in self.computes
                  if c.process is not None and c.process.alive()}
@@ -730,7 +753,8 @@ class Tier:
         such provider) when a compute node of the service never got its
         resource provider (a second node of hypervisor hv1 registered by a
         standby: placement refused the provider's name): the provider is
-        created under another name, and the delete retried."""
+        created under another name, and the delete retried.
+        """
         path = '/os-services/%s' % service['id']
         self.discover_host(service['host'])
         response = self.nova.request('DELETE', path)
@@ -754,7 +778,8 @@ class Tier:
     def sample_rss(self):
         """Sum of the RSS of every live process of the tier (the recorded
         process groups and the guests' QEMU), in MB; the peak is kept in
-        :attr:`peak_rss_mb`."""
+        :attr:`peak_rss_mb`.
+        """
         pids = set(self.qemu_pids())
         for pid in list(self.recorded_pids) + [
                 p.pid for p in (self.ceph.processes if self.ceph else [])]:
@@ -775,7 +800,8 @@ class Tier:
     def alive_pids(self):
         """Recorded pids still alive, and live members of their process
         groups (each daemon runs in a session of its own whose process
-        group id is its pid); after :meth:`stop`: none."""
+        group id is its pid); after :meth:`stop`: none.
+        """
         alive = {p for p in self.recorded_pids if pid_alive(p)}
         for pid in self.recorded_pids:
             alive.update(group_members(pid))
@@ -894,7 +920,8 @@ class Tier:
 
     def queue(self, name):
         """(messages ready, consumers) of queue ``name`` in RabbitMQ, (0, 0)
-        when it does not exist (a passive declare, AMQP 0-9-1)."""
+        when it does not exist (a passive declare, AMQP 0-9-1).
+        """
         import amqp
         connection = amqp.Connection('127.0.0.1:%d' % self.ports['rabbitmq'],
                                      userid='guest', password='guest',
@@ -1088,7 +1115,8 @@ class Tier:
 
     def guest(self, hv, server_id):
         """The domain of a server on ``hv`` (by libvirt uuid = server id),
-        or None."""
+        or None.
+        """
         for name, domain in self.domains(hv).items():
             if domain['uuid'] == server_id:
                 return dict(domain, name=name)
@@ -1097,7 +1125,8 @@ class Tier:
     def power_off_guest(self, hv, server_id):
         """The guest powers itself off (as a guest OS that honoured an ACPI
         shutdown request would; the tier's guests have no OS, so libvirt
-        stops them): its domain ends shut off, defined."""
+        stops them): its domain ends shut off, defined.
+        """
         connection = self.libvirt(hv)
         try:
             domain = connection.lookupByUUIDString(server_id)
@@ -1388,7 +1417,8 @@ class Tier:
 
     def create_resources(self):
         """The image (raw, a few MB: the guest idles in SeaBIOS) and the
-        flavors."""
+        flavors.
+        """
         path = os.path.join(self.dir, 'tiny.raw')
         self.run(['qemu-img', 'create', '-f', 'raw', path, '4M'],
                  name='qemu-img')
@@ -1494,7 +1524,8 @@ class Tier:
     @staticmethod
     def wait_for(predicate, timeout, what, raise_on_timeout=True):
         """:func:`wait_for`; with ``raise_on_timeout=False``, False at the
-        timeout instead of an error."""
+        timeout instead of an error.
+        """
         try:
             return wait_for(predicate, timeout, what, interval=0.5)
         except TimeoutError:

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Test-only launcher of nova-compute: nova's ``main()`` with crash points.
 
 ``python launcher.py --config-file nova.conf`` is ``nova-compute --config-file
@@ -64,7 +75,8 @@ def crash(reason):
 
 def resolve(path):
     """(owner, attribute name, current value) of a dotted ``path``: the
-    longest importable module prefix, then attributes."""
+    longest importable module prefix, then attributes.
+    """
     parts = path.split('.')
     for cut in range(len(parts) - 1, 0, -1):
         try:

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Scenario c: an HA standby over the same hypervisor (nova bug 1419785).
 
 hv1's nova-compute runs guests and dies (SIGKILL); a second nova-compute,
@@ -30,7 +41,8 @@ STANDBY = 'hv1-standby'
 
 def compute_nodes(tier, name):
     """nova's compute nodes of hypervisor ``name``: [(service host,
-    state)]."""
+    state)].
+    """
     out = []
     for node in tier.nova.get('/os-hypervisors/detail')['hypervisors']:
         if node['hypervisor_hostname'] == name:
@@ -108,7 +120,7 @@ def test_new_standby_over_running_guests(tier, measured, guarded):
         # it failed. nova 34 in threading mode hangs at exit once
         # init_host raised (nova alone too, on its own refusal): futurist's
         # atexit handler joins the libvirt driver's connection event
-        # thread, which never returns (the TODO in nova.virt.libvirt.host.
+        # thread, which never returns (the to-do in nova.virt.libvirt.host.
         # Host.cleanup). nova-guardrails ends it with EX_CONFIG.
         assert exited is not None, (
             'host_identity refused the start (report, guests and disks as '

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Scenario b: nova-compute killed with instances stable and in flight, and
 a reboot requested while it was down.
 
@@ -29,7 +40,8 @@ HOLD = {'GUARDRAILS_HOLD_AT': ';'.join([
 
 def reboot_events(tier, server):
     """[(event result)] of every compute_reboot_instance event of the
-    server's instance actions."""
+    server's instance actions.
+    """
     return [event.get('result')
             for action in tier.actions(server)
             for event in action.get('events', [])

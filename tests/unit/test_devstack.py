@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """devstack plugin phases against a temporary nova.conf (issue 8).
 
 Not a run in a real devstack (it cannot run on these machines): the plugin
@@ -58,8 +69,9 @@ class DevstackPluginTest(unittest.TestCase):
                              conf['DEFAULT']['compute_driver'])
             self.assertEqual('libvirt.LibvirtDriver',
                              conf['guardrails']['driver'])
-            self.assertEqual('recovery_table,host_identity,revert_vif,rbd_root_disk',
-                             conf['guardrails']['enabled_guards'])
+            self.assertEqual(
+                'recovery_table,host_identity,revert_vif,rbd_root_disk',
+                conf['guardrails']['enabled_guards'])
 
     def test_post_config_twice_keeps_the_real_driver(self):
         self.phase('stack', 'post-config')

@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Guards by stevedore, options by oslo.config: errors name the option."""
 
 import json
@@ -68,7 +79,9 @@ class OptionsTest(unittest.TestCase):
             [generator, '--namespace', 'nova_guardrails'],
             capture_output=True, text=True, check=True).stdout
         self.assertIn('[guardrails]', out)
-        for line in ('#driver = <None>', '#enabled_guards = recovery_table,host_identity,revert_vif,rbd_root_disk',
+        for line in ('#driver = <None>',
+                     '#enabled_guards = recovery_table,host_identity,'
+                     'revert_vif,rbd_root_disk',
                      '#revert_vif_policy = fix',
                      '#report_path = $state_path/guardrails/'
                      'startup-report.json'):

@@ -1,6 +1,14 @@
 # Licensed under the Apache License, Version 2.0 (the "License"); you may
 # not use this file except in compliance with the License. You may obtain
-# a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """nova-compute has no database: code of nova-guardrails that runs inside
 it never opens one.
 
@@ -9,8 +17,8 @@ objects reach the database through nova-conductor; nova's install guide
 gives compute nodes no ``[database]`` section. Two checks:
 
 * statically, no module that nova-compute loads (everything but the
-  operator tools ``audit``, ``cmd``, ``lab`` and ``rbd_trash``) imports
-  ``nova.db``, SQLAlchemy or oslo.db's engine facade;
+  operator tools ``audit``, ``bench``, ``cmd``, ``lab`` and
+  ``rbd_trash``) imports ``nova.db``, SQLAlchemy or oslo.db's engine facade;
 * at run time, the functional harness's ``NoDirectDatabaseAccess`` fixture
   fails a test whose guard code reaches nova's database other than through
   nova's objects; here it is shown to catch a direct access and to let an
@@ -26,7 +34,7 @@ import fixtures
 from nova_guardrails.lab import harness
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / 'nova_guardrails'
-OPERATOR_TOOLS = ('audit.py', 'rbd_trash.py', 'cmd', 'lab')
+OPERATOR_TOOLS = ('audit.py', 'bench.py', 'rbd_trash.py', 'cmd', 'lab')
 FORBIDDEN = ('nova.db', 'sqlalchemy', 'oslo_db.sqlalchemy')
 
 

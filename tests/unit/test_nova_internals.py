@@ -1,6 +1,14 @@
 # Licensed under the Apache License, Version 2.0 (the "License"); you may
 # not use this file except in compliance with the License. You may obtain
-# a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """The nova internals nova-guardrails relies on, checked on the installed
 nova: what to re-check when upgrading nova.
 
@@ -408,7 +416,8 @@ def function_node(target):
     """The ast FunctionDef of ``target`` in its defining module's source.
 
     A class's method is looked up along its MRO (within nova), so an
-    inherited method is found where it is defined."""
+    inherited method is found where it is defined.
+    """
     module, names = _split(target)
     if len(names) == 1:
         node = _find(_tree(module).body, names[0],
@@ -493,7 +502,8 @@ def wrapped_problems(target, expected):
 
 def assigned_attributes(cls):
     """Names assigned as ``self.<name> = ...`` anywhere in the class or its
-    nova bases, and properties."""
+    nova bases, and properties.
+    """
     names = set()
     for klass in inspect.getmro(cls):
         if not klass.__module__.startswith('nova.'):
@@ -522,7 +532,8 @@ def assigned_attributes(cls):
 def body_hash(target):
     """sha256 (12 hex digits) of the function's body: ast.unparse of its
     statements without the docstring (the signature is checked apart;
-    comments, formatting and annotations do not count)."""
+    comments, formatting and annotations do not count).
+    """
     body = list(function_node(target).body)
     if body and isinstance(body[0], ast.Expr) and isinstance(
             getattr(body[0], 'value', None), ast.Constant) and isinstance(
@@ -538,11 +549,12 @@ def event_problems(method):
     except (ImportError, AttributeError, LookupError) as error:
         return ['missing (%s)' % error]
     for decorator in node.decorator_list:
-        if (isinstance(decorator, ast.Call) and
-                getattr(decorator.func, 'id', None) == 'wrap_instance_event'
-                and any(k.arg == 'prefix' and
-                        getattr(k.value, 'value', None) == 'compute'
-                        for k in decorator.keywords)):
+        if not isinstance(decorator, ast.Call):
+            continue
+        name = getattr(decorator.func, 'id', None)
+        prefixes = [getattr(k.value, 'value', None)
+                    for k in decorator.keywords if k.arg == 'prefix']
+        if name == 'wrap_instance_event' and 'compute' in prefixes:
             return []
     return ['not decorated with wrap_instance_event(prefix=\'compute\') '
             'any more: no compute_%s event is recorded' % method]
@@ -621,7 +633,8 @@ def report():
 
 class NovaInternalsTest(unittest.TestCase):
     """One test per kind; each failure names the internal and nova's
-    version."""
+    version.
+    """
 
     def _check(self, kind):
         problems = ['%s (%s): %s' % (name, used_in, '; '.join(found))
