@@ -295,6 +295,17 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         """
         @functools.wraps(original)
         def checked(*args, **kwargs):
+            if not self._guardrails_host_checked:
+                # The libvirt driver's init_host has not run (nova 29): its
+                # first step, idempotent, before the checks open the
+                # connection (libvirt's error handler and event loop must be
+                # registered before the first connection, nova's
+                # Host.initialize says).
+                initialize = getattr(getattr(self._guardrails_driver,
+                                             '_host', None),
+                                     'initialize', None)
+                if callable(initialize):
+                    initialize()
             self._guardrails_check_host()
             return original(*args, **kwargs)
         return checked

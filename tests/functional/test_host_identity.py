@@ -9,7 +9,7 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""host_identity guard on real nova 34 (issue 5; nova bug 1419785).
+"""host_identity guard on real nova (nova bug 1419785).
 
 Two nova-compute services over one fake hypervisor are two services started
 with the same fakelibvirt connection (its domains and its hostname), one
@@ -82,6 +82,21 @@ class _Standby(_Base):
 
 class GuardedStandbyTest(_Standby):
 
+    def test_checks_run_on_an_initialised_driver(self):
+        """The host checks open the libvirt connection only after the
+        driver's Host.initialize (its error handler and event loop come
+        first), also on nova 29, where they run before the driver's
+        init_host. A restart of an existing service and a new one.
+        """
+        seen = []
+        self.spy('nova_guardrails.guards.host_identity.HostIdentityGuard',
+                 'driver_init_host',
+                 lambda guard, manager, host: seen.append(
+                     (host, manager.driver._host._initialized)))
+        self.start_compute(A)
+        self.restart_compute_service(A)
+        self.assertEqual([(A, True), (A, True)], seen)
+
     def test_second_compute_node(self):
         self.start_compute(A)
         connection = self.stop_compute(A)
@@ -120,7 +135,7 @@ class GuardedStandbyTest(_Standby):
         self.assertEqual(before, self.records(servers))
         # allow_takeover_from cannot make it consistent (nova moves no
         # compute node or instance to another host): still refused, the
-        # message says why (project issue 13, defect 10).
+        # message says why.
         self.use_nova_conf('[guardrails]\nallow_takeover_from = hostA\n')
         error = self.assertRaises(exception.StartupRefused,
                                   self.start_compute_on, B, connection)
@@ -177,7 +192,7 @@ class GuardedStandbyTest(_Standby):
 
     def test_foreign_guest_not_running_refuses_start(self):
         """A guest that is not running is evidence too: this hypervisor may
-        be another host's (project issue 13, defect 10).
+        be another host's.
         """
         self.start_compute(A)
         self.start_compute(C)
