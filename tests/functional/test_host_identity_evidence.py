@@ -9,23 +9,26 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""host_identity: the evidence its start-up checks weigh (project issue 13).
+"""host_identity: the evidence its start-up checks weigh.
 
 On real nova 34 (libvirt driver over fakelibvirt), every guard enabled:
 
-* defect 10: a hypervisor name that differs only by case or by being the
+* a hypervisor name that differs only by case or by being the
   short form of the other (the resolver gave hostA once and
   hostA.example.com later) is the same hypervisor; a guest of another host
   refuses start-up whether it runs or not; only an *open* migration
-  involving this host explains such a guest, not any past one;
+  involving this host explains such a guest, not any past one, except
+  the stopped leftover of a move from here whose confirm is over;
   ``allow_takeover_from`` no longer starts a service that nova cannot make
   consistent.
-* defect 12 (nova bug 1794996 with the guard): a guest whose instance was
+* nova bug 1794996 with the guard: a guest whose instance was
   deleted is nova's to clean up, not a refusal.
 """
 
 import json
 from unittest import mock
+
+import fixtures
 
 import nova.conf
 from nova import context as nova_context
@@ -266,6 +269,34 @@ class MigrationLinksTest(_Base):
         server = self.api.get_server(self.server['id'])
         self.assertEqual((C, 'ACTIVE'), (server['OS-EXT-SRV-ATTR:host'],
                                          server['status']))
+
+    def test_stopped_leftover_of_a_failed_confirm_is_left(self):
+        """On a real node: the confirm's clean-up on A failed (the source
+        guest could not be undefined): nova marks the migration error, the
+        instance ERROR on C, and leaves the guest defined on A, shut off.
+        nova alone starts A; so does the guard.
+        """
+        def confirm_fails(driver, context, migration, instance,
+                          network_info):
+            raise RuntimeError('undefine of the source guest failed')
+        self.migrate_to_c()
+        self.useFixture(fixtures.MonkeyPatch(
+            scenarios.LIBVIRT_DRIVER + '.confirm_migration', confirm_fails))
+        self.api.post_server_action(self.server['id'],
+                                    {'confirmResize': None})
+        self._wait_for_migration_status(self.server, ['error'])
+        conn_a = self.stop_compute(A)
+        self.assertEqual('shutdown',
+                         self.guest_power_state_on(conn_a, self.server))
+        self.start_compute_on(A, conn_a)
+        self.assertEqual('up', self.services(A)[0]['state'])
+        [row] = [r for r in self.decisions()
+                 if r['instance_uuid'] == self.server['id']]
+        self.assertEqual(('leave', 'nova'),
+                         (row['action'], row['executed_by']))
+        self.assertIn(', error (', row['reason'])
+        self.assertEqual('shutdown',
+                         self.guest_power_state_on(conn_a, self.server))
 
     def test_stopped_guest_of_a_later_move_elsewhere_refuses(self):
         """Moved from A to C, then from C to B: the latest move is not from
