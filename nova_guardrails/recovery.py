@@ -319,8 +319,8 @@ RULES = [
     _rule([ts.MIGRATING], LIVE_VM, ANY_POWER, 'reset_live_migration', N,
           'the live migration was interrupted: abort and reset it'),
 
-    # The 17 task_states nova 34 leaves stuck (issue 3, blueprint "recover
-    # from stuck states").
+    # The 17 task_states nova 34 leaves stuck (blueprint "recover from stuck
+    # states").
     _rule([ts.IMAGE_BACKUP, ts.UPDATING_PASSWORD], LIVE_VM, ANY_POWER,
           'clear_to_guest', G,
           'the backup or password change was abandoned (the user asks '

@@ -288,8 +288,9 @@ MORE_SCENARIOS = [
              'nova _init_instance (powering-off)', stop_before_driver,
              label='nova _init_instance: stop, died before power-off'),
     Scenario('suspend_before_driver', 'suspend, died before the driver ran',
-             'issue 3 (suspending, unlisted here)', suspend_before_driver,
-             label='issue 3: suspend, died before the driver'),
+             'blueprint "recover from stuck states" (suspending)',
+             suspend_before_driver,
+             label='bp stuck states: suspend, died before the driver'),
 ]
 
 SCENARIOS = [

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 """host_identity and an evacuation that is not over when its source
-restarts (project issue 13, defects 6 and 13).
+restarts.
 
 On real nova 34 (libvirt driver over fakelibvirt), every guard enabled.
 Server on A; A's nova-compute goes down (its hypervisor keeps the guest);
@@ -20,11 +20,11 @@ as it is (nova alone would mark it completed, remove A's allocation and
 destroy the copy). Then:
 
 * C finishes: A settles its copy without waiting for another restart, as
-  nova's ``_destroy_evacuated_instances`` would (defect 13);
+  nova's ``_destroy_evacuated_instances`` would;
 * C fails the rebuild: the copy is left to nova and the operator;
 * C dies, then restarts: C's recovery_table fails the evacuation as nova's
   rebuild failure path does, which it can only do because A left the
-  migration open (defect 6). Both restart orders.
+  migration open. Both restart orders.
 """
 
 import json

@@ -120,7 +120,7 @@ class TestBug1794996(
         Guarded,
         test_bug_1794996.TestEvacuateDeleteServerRestartOriginalCompute):
     """Evacuated, then deleted; the source restarts (fake.SmallFakeDriver).
-    host_identity refused this start-up before issue 13 defect 12.
+    host_identity once refused this start-up; it must not.
     """
 
 

@@ -9,7 +9,7 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""rbd_root_disk guard on real nova 34 and a real Ceph (issue 6; nova bug
+"""rbd_root_disk guard on real nova 34 and a real Ceph (nova bug
 1419785, its evacuation case).
 
 A single-node Ceph cluster from Debian's packages runs on loopback for this

@@ -9,7 +9,7 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""Interrupted reboots on real nova 34 (issue 2, item 5; nova bug 1072751).
+"""Interrupted reboots on real nova 34 (nova bug 1072751).
 
 Each test runs a crash scenario of nova_guardrails.lab.scenarios: the real
 operation through nova's API, nova-compute killed (a BaseException) at the

@@ -9,7 +9,8 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""The task_states nova 34 leaves stuck (issue 3), on real nova 34.
+"""The task_states nova 34 leaves stuck (blueprint "recover from stuck
+states"), on real nova 34.
 
 Each test runs the real operation through nova's API, kills nova-compute
 (a BaseException) at a crash point inside it, restarts the compute service

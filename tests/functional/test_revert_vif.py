@@ -9,7 +9,7 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""revert_vif guard on real nova 34 (issue 7; nova bug 1450624).
+"""revert_vif guard on real nova 34 (nova bug 1450624).
 
 nova's NeutronFixture with neutron's agents simulated (harness.NeutronAgents):
 a port bound to the host where its vif is plugged goes ACTIVE and neutron

@@ -9,7 +9,7 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""devstack plugin phases against a temporary nova.conf (issue 8).
+"""devstack plugin phases against a temporary nova.conf.
 
 Not a run in a real devstack (it cannot run on these machines): the plugin
 is sourced the way stack.sh/clean.sh source it, with the few devstack

@@ -64,7 +64,7 @@ def document(records=None):
                     'data lost', 'not run'),
             _record('broken', 'x' * 200, 'lab error', 'stuck'),
             _record('a_verdict_nobody_knows',
-                    'issue 3: a verdict this table never saw',
+                    'bp stuck states: a verdict this table never saw',
                     'something new and much longer than the column',
                     'recovered'),
         ]

@@ -21,7 +21,7 @@ from nova_guardrails import recovery
 REBOOT_STATES = set(task_states.soft_reboot_states +
                     task_states.hard_reboot_states)
 
-#: The 17 task_states nova 34's _init_instance leaves stuck (issue 3).
+#: The 17 task_states nova 34's _init_instance leaves stuck.
 NOT_HANDLED_BY_NOVA_34 = {
     'image_backup', 'updating_password', 'resize_migrated', 'resize_finish',
     'resize_reverting', 'resize_confirming', 'suspending', 'resuming',
