@@ -347,7 +347,9 @@ def _make_case(harness, size, restarts, percent, window, results):
                     % (mode, len(missing), len(self.uuids)))
             left = [i.uuid for i in objects.InstanceList.get_by_host(
                 self.ctxt, HOST) if i.task_state is not None]
-            if left:
+            # nova alone may leave some (nova 29 leaves a running guest's
+            # rebooting): only the guarded start-up must settle every one.
+            if left and mode == GUARDED:
                 raise BenchError(
                     '%s: %d instance(s) left in a transitional task_state'
                     % (mode, len(left)))

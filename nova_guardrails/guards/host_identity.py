@@ -208,7 +208,11 @@ class HostIdentityGuard(base.Guard):
         search, a LIKE match; case-insensitive on MySQL and SQLite).
         """
         conflicts = []
-        for nodename in manager.driver.get_available_nodes(refresh=True):
+        # A driver that learns its nodes in its own init_host reports None
+        # before it (nova's fake drivers; on nova 29 these checks run before
+        # the driver's init_host): nothing to compare yet.
+        nodes = manager.driver.get_available_nodes(refresh=True) or []
+        for nodename in nodes:
             short = nodename.split('.', 1)[0]
             for node in objects.ComputeNodeList.get_by_hypervisor(
                     context, short):

@@ -30,6 +30,7 @@ guardrails scenarios need:
 
 import configparser
 import importlib.metadata
+import inspect
 import sys
 import threading
 import time
@@ -87,6 +88,13 @@ def api_paste_config():
     raise RuntimeError('nova\'s api-paste.ini is not installed')
 
 
+#: nova >= 30's _wait_for_server_parameter can wait for an ERROR server's
+#: fault to be recorded too; nova 29's cannot.
+_WAITS_FOR_FAULT_KEY = 'wait_for_fault_key' in inspect.signature(
+    integrated_helpers.InstanceHelperMixin._wait_for_server_parameter
+).parameters
+
+
 class GuardrailsTestBase(base.ServersTestBase,
                          integrated_helpers.InstanceHelperMixin):
     """Functional base: real nova, configured from nova.conf text.
@@ -114,10 +122,21 @@ class GuardrailsTestBase(base.ServersTestBase,
         super().setUp()
 
     def _wait_for_server_parameter(self, server, expected_params,
-                                   max_retries=10, **kwargs):
+                                   max_retries=10, api=None,
+                                   wait_for_fault_key=True):
+        kwargs = {'api': api}
+        if _WAITS_FOR_FAULT_KEY:
+            kwargs['wait_for_fault_key'] = wait_for_fault_key
         return super()._wait_for_server_parameter(
             server, expected_params,
             max(max_retries, self.MIN_STATE_POLLS), **kwargs)
+
+    def _wait_for_state_change(self, server, expected_status, max_retries=10,
+                               wait_for_fault_key=True):
+        # nova 29's has no wait_for_fault_key (it never waits for the fault).
+        return self._wait_for_server_parameter(
+            server, {'status': expected_status}, max_retries,
+            wait_for_fault_key=wait_for_fault_key)
 
     def _setup_services(self):
         # Runs inside _IntegratedTestBase.setUp, before any service starts.
