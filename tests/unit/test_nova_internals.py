@@ -427,13 +427,7 @@ def function_node(target):
                 target, names[0], module))
         return node
     cls = resolve('.'.join([module] + names[:-1]))
-    for klass in inspect.getmro(cls):
-        if not klass.__module__.startswith('nova.'):
-            continue
-        class_node = _find(_tree(klass.__module__).body, klass.__name__,
-                           (ast.ClassDef,))
-        if class_node is None:
-            continue
+    for _, class_node in _nova_class_nodes(cls):
         node = _find(class_node.body, names[-1],
                      (ast.FunctionDef, ast.AsyncFunctionDef))
         if node is not None:
@@ -500,18 +494,25 @@ def wrapped_problems(target, expected):
     return []
 
 
-def assigned_attributes(cls):
-    """Names assigned as ``self.<name> = ...`` anywhere in the class or its
-    nova bases, and properties.
+def _nova_class_nodes(cls):
+    """``(class, ClassDef node)`` of ``cls`` and of its bases defined in
+    nova, in method resolution order.
     """
-    names = set()
     for klass in inspect.getmro(cls):
         if not klass.__module__.startswith('nova.'):
             continue
         class_node = _find(_tree(klass.__module__).body, klass.__name__,
                            (ast.ClassDef,))
-        if class_node is None:
-            continue
+        if class_node is not None:
+            yield klass, class_node
+
+
+def assigned_attributes(cls):
+    """Names assigned as ``self.<name> = ...`` anywhere in the class or its
+    nova bases, and properties.
+    """
+    names = set()
+    for klass, class_node in _nova_class_nodes(cls):
         for node in ast.walk(class_node):
             targets = []
             if isinstance(node, ast.Assign):
