@@ -67,7 +67,7 @@ class StaticImportsTest(unittest.TestCase):
                         '%s imports %s: nova-compute has no database'
                         % (relative, name))
         self.assertIn('queued.py', checked)
-        self.assertIn('guards/recovery_table.py', checked)
+        self.assertIn('guards/recovery_table/__init__.py', checked)
 
 
 def _probe(filename, body):
