@@ -545,7 +545,7 @@ BY_NAME.update({s.name: s for s in HOST_SCENARIOS})
 
 # Resize revert and vif-plugged events (nova bug 1450624) ---------------------
 
-def _fake_disk_migration(test):
+def fake_disk_migration(test):
     # Disks move between hosts over SSH in the libvirt driver; the fake
     # hosts here share one process and nova's own libvirt resize tests stub
     # the copy the same way. The guest is powered off, as the real method
@@ -557,6 +557,10 @@ def _fake_disk_migration(test):
     test.useFixture(fixtures.MonkeyPatch(
         LIBVIRT_DRIVER + '.migrate_disk_and_power_off',
         migrate_disk_and_power_off))
+
+
+# The name the tests used before; removed once they use the public one.
+_fake_disk_migration = fake_disk_migration
 
 
 def _heal_info_cache(test, server):
@@ -578,7 +582,7 @@ def server_with_port(test, timeout=3):
     simulated, vif waits on. Returns (server, port id, agents).
     """
     agents = test.useFixture(_harness().NeutronAgents(test))
-    _fake_disk_migration(test)
+    fake_disk_migration(test)
     test.flags(allow_resize_to_same_host=False)
     test.start_compute('compute1')
     test.start_compute('compute2')
