@@ -21,7 +21,11 @@ imported: no key (task_state, vm_state, power_state) may match two rows, and
 every task_state a row names is covered for every vm_state and power state
 of the installed nova, so a lookup never falls through.
 
-Actions (:data:`ACTIONS`); ``by`` tells who runs it:
+Actions: the ``recovery_table`` guard's registry
+(:data:`nova_guardrails.guards.recovery_table.actions.ACTIONS`) names and
+describes them, and runs the ``by='guardrails'`` ones; this module only
+names them (it stays light to import: the operator tools read the table
+without the guard). ``by`` tells who runs an action:
 
 * ``by='guardrails'``: nova-guardrails runs the action itself, then hands the
   instance to nova's ``_init_instance`` where the action says so.
@@ -61,77 +65,6 @@ PAUSED = frozenset([fields.InstancePowerState.PAUSED])
 NOT_RUNNING = ALL_POWER_STATES - RUNNING
 ANY_POWER = ALL_POWER_STATES
 
-#: Action vocabulary: name -> what it does and the state it ends in.
-ACTIONS = {
-    'clear': 'set task_state None, vm_state kept; then nova\'s normal '
-             'start-up path (VIFs plugged; with '
-             'resume_guests_state_on_host_boot, a guest recorded running but '
-             'found off is started)',
-    'clear_active': 'set task_state None and vm_state active (the guest '
-                    'runs); then nova\'s normal start-up path',
-    'clear_to_guest': 'set task_state None and vm_state to what the guest '
-                      'is: running -> active, paused -> paused, shut down '
-                      'or crashed -> stopped, no guest on the hypervisor -> '
-                      'error; the guest is not touched; then nova\'s normal '
-                      'start-up path',
-    'finish_suspend': 'the driver saved the guest: vm_state suspended, '
-                      'task_state None (as ComputeManager.suspend_instance '
-                      'ends)',
-    'reboot_soft': 'run the soft reboot again (ComputeManager.'
-                   'reboot_instance SOFT)',
-    'reboot_hard': 'rewrite task_state to reboot_pending_hard, then run a '
-                   'HARD reboot (ComputeManager.reboot_instance HARD): the '
-                   'guest is rebuilt from the instance\'s own disks and '
-                   'ends active',
-    'error': 'set vm_state error and task_state None',
-    'leave': 'nothing: the instance keeps its task_state and its guest as '
-             'they are, for an operator to settle (nova\'s _init_instance '
-             'does not run for it; an override only)',
-    'complete_deletion': 'finish deleting the database records '
-                         '(ComputeManager._complete_partial_deletion)',
-    'rerun_delete': 'delete the instance again (ComputeManager.'
-                    '_delete_instance)',
-    'rerun_stop': 'stop the instance again (ComputeManager.stop_instance)',
-    'rerun_start': 'start the instance again (ComputeManager.start_instance)',
-    'rerun_soft_delete': 'soft-delete the instance again (ComputeManager.'
-                         'soft_delete_instance: guest powered off, vm_state '
-                         'soft-deleted)',
-    'rerun_restore': 'restore the instance again (ComputeManager.'
-                     'restore_instance: guest powered on, vm_state active)',
-    'rerun_shelve_offload': 'offload the shelved instance again '
-                            '(ComputeManager.shelve_offload_instance: guest '
-                            'destroyed, allocations removed, vm_state '
-                            'shelved_offloaded, host None)',
-    'unpause': 'unpause the guest (ComputeManager.unpause_instance)',
-    'revert_resize': 'roll the resize back on this host, its source: the '
-                     'migration\'s allocations back to the instance '
-                     '(ComputeManager._revert_allocation), the driver\'s '
-                     'finish_revert_migration, migration error, stashed '
-                     'flavors dropped, vm_state as before the resize, '
-                     'task_state None',
-    'rollback_resize': 'by the migration record: on the migration\'s '
-                       'destination, the RequestSpec back on the old flavor, '
-                       'task_state resize_reverting and migration reverting, '
-                       'then nova\'s revert_resize cast to this host (run '
-                       'once the service is up: this host\'s copy '
-                       'destroyed, finish_revert_resize cast to the source, '
-                       'which restores the guest, flavor and placement '
-                       'allocations there); on the source (the revert '
-                       'already restored the guest here) the stashed flavors '
-                       'dropped, then as clear_to_guest; a migration that '
-                       'names neither host, or a same-host resize: error',
-    'finish_resize_forward': 'end the resize on its destination as '
-                             'ComputeManager._finish_resize ends once the '
-                             'driver\'s finish_migration returned: volume '
-                             'attachments completed, migration finished, '
-                             'vm_state resized, task_state None; then '
-                             'nova\'s normal start-up path. Nothing the '
-                             'guest wrote is rolled back; the user confirms '
-                             'or reverts',
-    'reset_live_migration': 'abort the live migration and reset its state '
-                            '(ComputeManager._reset_live_migration)',
-}
-
 BY_GUARDRAILS = 'guardrails'
 BY_NOVA = 'nova'
 
@@ -145,7 +78,8 @@ class Rule:
     :ivar power_states: power state names read from the hypervisor
         (``nova.objects.fields.InstancePowerState``: ``running``,
         ``shutdown``, ``pending`` when the hypervisor has no such guest...).
-    :ivar action: a key of :data:`ACTIONS`.
+    :ivar action: an action's name (a key of
+        :data:`nova_guardrails.guards.recovery_table.actions.ACTIONS`).
     :ivar by: ``'guardrails'`` or ``'nova'``.
     :ivar reason: one line: why.
     """
@@ -402,16 +336,21 @@ class TableError(Exception):
     """The recovery table is malformed (a developer error)."""
 
 
-def build_index(rules):
+def build_index(rules, actions=None):
     """``{(task_state, vm_state, power_state): Rule}`` for ``rules``.
 
+    :param actions: the action names a row may name (the ``recovery_table``
+        guard passes its registry,
+        :data:`nova_guardrails.guards.recovery_table.actions.ACTIONS`);
+        None: the names are not checked here (the import check of
+        :data:`RULES`, for tools that do not load the guard).
     :raises TableError: an unknown state name or action, a key matched by
         two rows, or a task_state not covered for every (vm_state, power
         state) of the installed nova.
     """
     index = {}
     for rule in rules:
-        if rule.action not in ACTIONS:
+        if actions is not None and rule.action not in actions:
             raise TableError('unknown action %r' % rule.action)
         if rule.by not in (BY_GUARDRAILS, BY_NOVA):
             raise TableError('unknown executor %r' % rule.by)

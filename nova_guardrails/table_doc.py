@@ -9,8 +9,14 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""The recovery table rendered for people (``nova-guardrails table``)."""
+"""The recovery table rendered for people (``nova-guardrails table``).
 
+The rows come from :mod:`nova_guardrails.recovery`, the actions' text from
+the ``recovery_table`` guard's registry
+(:data:`nova_guardrails.guards.recovery_table.actions.ACTIONS`).
+"""
+
+from nova_guardrails.guards.recovery_table import actions
 from nova_guardrails import recovery
 
 
@@ -56,8 +62,8 @@ def markdown(rules=None):
     for row in rows(rules):
         lines.append('| %s |' % ' | '.join(row))
     lines += ['', '| action | what it does |', '|---|---|']
-    for action, text in sorted(recovery.ACTIONS.items()):
-        lines.append('| %s | %s |' % (action, text))
+    for name, action in sorted(actions.ACTIONS.items()):
+        lines.append('| %s | %s |' % (name, action.description))
     uncovered = _uncovered(rules)
     lines += ['', 'Every task_state of the installed nova (%d) is covered.'
               % len(recovery.ALL_TASK_STATES) if not uncovered else
@@ -78,8 +84,9 @@ def rst():
         lines.extend('     - %s' % cell(value) for value in row[1:])
     lines += ['', '.. list-table:: Actions', '   :header-rows: 1', '',
               '   * - action', '     - what it does']
-    for action, text in sorted(recovery.ACTIONS.items()):
-        lines += ['   * - ``%s``' % action, '     - %s' % cell(text)]
+    for name, action in sorted(actions.ACTIONS.items()):
+        lines += ['   * - ``%s``' % name,
+                  '     - %s' % cell(action.description)]
     uncovered = _uncovered(None)
     lines += ['', 'Every task_state of the installed nova (%d) is covered.'
               % len(recovery.ALL_TASK_STATES) if not uncovered else
