@@ -22,10 +22,12 @@ nova-compute loads it from nova.conf alone::
 ``nova.virt.driver.load_compute_driver`` imports ``nova.virt.guardrails`` (the
 shim) and calls ``GuardrailsDriver(virtapi)``. The wrapper builds the real
 driver with the same virtapi and hands every attribute access to it, except
-``init_host``. Through the virtapi (``ComputeVirtAPI._compute``) it reaches
-the ComputeManager that is loading it and wraps ``init_host``,
-``_destroy_evacuated_instances``, ``_init_instance`` and ``post_start_hook``
-on that one manager instance (instance attributes; nova's classes are never
+its own methods. Through the virtapi (``ComputeVirtAPI._compute``) it
+reaches the ComputeManager that is loading it and wraps the methods of
+:data:`~nova_guardrails.guards.base.MANAGER_HOOKS` on that one manager
+instance; the driver methods of
+:data:`~nova_guardrails.guards.base.DRIVER_HOOKS` pass through the guards'
+hooks on the wrapper (instance attributes both; nova's classes are never
 patched).
 """
 
@@ -44,20 +46,17 @@ from oslo_utils import importutils
 from nova_guardrails import conf as guardrails_conf
 from nova_guardrails import exception
 from nova_guardrails import guards as guards_mod
+from nova_guardrails.guards import base as guards_base
 from nova_guardrails import report as report_mod
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 
-#: Attributes of the wrapper itself; every other attribute is the real
-#: driver's.
-_OWN_ATTRIBUTES = frozenset([
+#: The wrapper's own state (instance attributes set in ``__init__``).
+_OWN_STATE = (
     '_guardrails_driver', '_guardrails_guards', '_guardrails_report',
-    '_guardrails_manager', '_guardrails_call', 'guardrails_bind',
-    '_guardrails_host_checked', '_guardrails_check_host', '_checked_first',
-    'init_host', 'cleanup_host', 'finish_revert_migration',
-    'finish_migration',
-])
+    '_guardrails_manager', '_guardrails_host_checked',
+)
 
 #: Drivers nova special-cases by the *name* in ``[DEFAULT] compute_driver``;
 #: wrapping them would silently switch that handling off.
@@ -165,6 +164,10 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         self._guardrails_guards = guards_mod.load(names, CONF, report)
         self._guardrails_manager = None
         self._guardrails_host_checked = False
+        # The driver methods guards hook (DRIVER_HOOKS): instance attributes
+        # of this wrapper, which nova's manager calls as driver methods.
+        for name in guards_base.DRIVER_HOOKS:
+            setattr(self, name, self._guardrails_pass_through(name))
         LOG.info('guardrails: wrapping %(driver)s with guards %(guards)s',
                  {'driver': type(real).__name__,
                   'guards': ', '.join(names) or '(none)'})
@@ -205,9 +208,8 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
     def guardrails_bind(self, manager):
         """Wrap the start-up methods of ``manager`` (this instance only).
 
-        ``init_host``, ``_destroy_evacuated_instances``, ``_init_instance``
-        and ``post_start_hook`` become instance attributes that run every
-        guard's hook in
+        Each method of :data:`~nova_guardrails.guards.base.MANAGER_HOOKS`
+        becomes an instance attribute that runs every guard's hook in
         ``[guardrails] enabled_guards`` order, nova's own method last.
         """
         self._guardrails_manager = manager
@@ -221,7 +223,13 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
             return functools.wraps(original)(
                 lambda *args, **kwargs: call(*args, **kwargs))
 
-        init_host = chain('init_host', manager.init_host)
+        for hook, method in guards_base.MANAGER_HOOKS.items():
+            setattr(manager, method, chain(hook, getattr(manager, method)))
+
+        # Special case: init_host's chain runs inside the start-up report
+        # (begin, then completed or failed) and a guard's refusal ends the
+        # process (_exit_refused); each start-up checks the host anew.
+        init_host = manager.init_host
         report = self._guardrails_report
 
         @functools.wraps(manager.init_host)
@@ -239,22 +247,17 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
             return result
 
         manager.init_host = guarded_init_host
-        # nova 29 checks the node identity (a new service over guests, an
-        # upgraded service's identity file) before the driver's init_host;
-        # nova >= 30 after it. The guards' host checks run before the first
-        # of them on every release (:meth:`_guardrails_check_host`).
+        # Special case, not a chain of the guards' hooks: nova 29 checks the
+        # node identity (a new service over guests, an upgraded service's
+        # identity file) before the driver's init_host; nova >= 30 after it.
+        # The guards' host checks (driver_init_host) run before the first of
+        # them on every release, once per start-up
+        # (:meth:`_guardrails_check_host`).
         for name in ('_sanity_check_new_host',
                      '_ensure_existing_node_identity'):
             original = getattr(manager, name, None)
             if original is not None:
                 setattr(manager, name, self._checked_first(original))
-        manager._destroy_evacuated_instances = chain(
-            'destroy_evacuated_instances',
-            manager._destroy_evacuated_instances)
-        manager._init_instance = chain('init_instance',
-                                       manager._init_instance)
-        manager.post_start_hook = chain('post_start_hook',
-                                        manager.post_start_hook)
 
     def _guardrails_call(self, name, *args, **kwargs):
         """``self._guardrails_driver.<name>(*args, **kwargs)`` through each
@@ -267,19 +270,19 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
                                      call_next=call)
         return call(*args, **kwargs)
 
-    def finish_revert_migration(self, *args, **kwargs):
-        """The real driver's, through the guards' hooks (revert_vif: nova bug
-        1450624).
+    def _guardrails_pass_through(self, name):
+        """The wrapper's ``name`` (one of DRIVER_HOOKS): the real driver's,
+        through the guards' hooks ``name`` (revert_vif's
+        ``finish_revert_migration``: nova bug 1450624).
         """
-        return self._guardrails_call('finish_revert_migration', *args,
-                                     **kwargs)
+        @functools.wraps(getattr(type(self._guardrails_driver), name,
+                                 getattr(nova_driver.ComputeDriver, name)))
+        def pass_through(*args, **kwargs):
+            return self._guardrails_call(name, *args, **kwargs)
+        return pass_through
 
-    def finish_migration(self, *args, **kwargs):
-        """The real driver's, through the guards' hooks (revert_vif: nova bug
-        1450624).
-        """
-        return self._guardrails_call('finish_migration', *args, **kwargs)
-
+    # Not a DRIVER_HOOKS chain: each guard's driver_cleanup_host is a
+    # notification (no call_next), then the real driver's.
     def cleanup_host(self, host):
         """Each guard's ``driver_cleanup_host`` (nova-compute is stopping),
         then the real driver's ``cleanup_host(host)``.
@@ -324,6 +327,9 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         for guard in self._guardrails_guards:
             guard.driver_init_host(manager, manager.host)
 
+    # Special case, not a DRIVER_HOOKS chain: the guards' host checks run
+    # once per start-up (_guardrails_check_host), here or earlier on nova 29
+    # (_checked_first).
     def init_host(self, host):
         """The real driver's ``init_host(host)``, then each guard's
         ``driver_init_host`` (unless nova 29 already ran them, before its
@@ -334,3 +340,11 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         if self._guardrails_manager is None:
             return
         self._guardrails_check_host()
+
+
+#: Attributes of the wrapper itself; every other attribute is the real
+#: driver's: its state, the methods GuardrailsDriver defines (init_host and
+#: cleanup_host among them) and the pass-through methods of DRIVER_HOOKS.
+_OWN_ATTRIBUTES = frozenset(
+    _OWN_STATE + guards_base.DRIVER_HOOKS + tuple(
+        name for name in vars(GuardrailsDriver) if not name.startswith('__')))

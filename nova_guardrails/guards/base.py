@@ -19,9 +19,62 @@ around the ComputeManager methods it wraps on that one manager instance.
 Each ``call_next`` hook receives the next callable of the chain (the next
 guard's hook, or nova's own method last) and returns what it returns; a guard
 that does not call it replaces nova's behaviour for that call.
+
+Which hooks exist is declared once, here: :data:`MANAGER_HOOKS` and
+:data:`DRIVER_HOOKS`. ``GuardrailsDriver`` wires each of them from these
+declarations (instance attributes of the one ComputeManager and of the
+wrapper driver); adding a plain ``call_next`` hook is one entry here and,
+for a manager hook, its method on :class:`Guard`.
 """
 
+#: ``call_next`` hooks around ComputeManager methods: ``{Guard hook name:
+#: ComputeManager method name}``. ``GuardrailsDriver.guardrails_bind``
+#: replaces each method on the one manager instance by a chain of every
+#: guard's hook, in ``[guardrails] enabled_guards`` order, nova's own method
+#: last. Each hook is a method of :class:`Guard` taking ``(manager,
+#: <the method's parameters>, call_next)``. ``init_host``'s chain is in
+#: turn wrapped by the start-up report's begin and finish (see
+#: ``guardrails_bind``).
+MANAGER_HOOKS = {
+    'init_host': 'init_host',
+    'destroy_evacuated_instances': '_destroy_evacuated_instances',
+    'init_instance': '_init_instance',
+    'post_start_hook': 'post_start_hook',
+}
 
+#: ``call_next`` hooks around virt driver methods of the same name: the
+#: wrapper driver's ``<name>`` runs every guard's ``<name>(manager, *args,
+#: call_next, **kwargs)``, the real driver's method last. :class:`Guard`'s
+#: default passes the call on.
+DRIVER_HOOKS = (
+    'finish_revert_migration',
+    'finish_migration',
+)
+
+
+def _driver_hook(name):
+    """The default hook around the driver's ``name``: passes the call on.
+
+    ``args`` and ``kwargs`` are exactly what the ComputeManager passed to the
+    driver method (see nova.virt.driver.ComputeDriver for the signature).
+    """
+    def hook(self, manager, *args, call_next, **kwargs):
+        return call_next(*args, **kwargs)
+    hook.__name__ = name
+    hook.__qualname__ = 'Guard.%s' % name
+    hook.__doc__ = 'Around the driver\'s ``%s``.' % name
+    return hook
+
+
+def _with_driver_hooks(cls):
+    """``cls`` with a default hook for each name of DRIVER_HOOKS."""
+    for name in DRIVER_HOOKS:
+        if name not in vars(cls):
+            setattr(cls, name, _driver_hook(name))
+    return cls
+
+
+@_with_driver_hooks
 class Guard:
     """A guard for nova-compute; subclass and override the hooks you need.
 
@@ -86,14 +139,5 @@ class Guard:
         """
         return call_next(context, instance)
 
-    # Around driver methods ------------------------------------------------
-    # ``args``/``kwargs`` are exactly what the ComputeManager passed to the
-    # driver method (see nova.virt.driver.ComputeDriver for the signature).
-
-    def finish_revert_migration(self, manager, *args, call_next, **kwargs):
-        """Around the driver's ``finish_revert_migration``."""
-        return call_next(*args, **kwargs)
-
-    def finish_migration(self, manager, *args, call_next, **kwargs):
-        """Around the driver's ``finish_migration``."""
-        return call_next(*args, **kwargs)
+    # Around driver methods: one per name of DRIVER_HOOKS, made by
+    # _with_driver_hooks unless written here.
