@@ -130,7 +130,8 @@ releases:
 
 # Only the tests that run against the throwaway Ceph cluster.
 test-ceph: install ceph
-	cd tests && ../$(PY) -m pytest -q -ra functional/test_rbd_root_disk.py
+	cd tests && ../$(PY) -m pytest -q -ra functional/test_rbd_root_disk.py \
+	  functional/regressions/test_bug_1419785_rbd_evacuation.py
 
 # The documentation; a Sphinx warning fails the build.
 docs: install

@@ -14,14 +14,16 @@
 Two nova-compute services over one fake hypervisor are two services started
 with the same fakelibvirt connection (its domains and its hostname), one
 after the other, as an HA pair fails over. Every case runs guarded and with
-nova alone (libvirt.LibvirtDriver loaded the same way).
+nova alone (libvirt.LibvirtDriver loaded the same way). The HA standby of
+the bug itself (a second compute node, a standby over guests, the bug's
+history) is regressions/test_bug_1419785.py, on the base classes of this
+module.
 """
 
 import time
 
 import fixtures
 from nova import context as nova_context
-from nova import exception as nova_exception
 from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_db import exception as db_exception
@@ -128,73 +130,6 @@ class GuardedStandbyTest(_Standby):
         self.restart_compute_service(A)
         self.assertEqual([(A, True), (A, True)], seen)
 
-    def test_second_compute_node(self):
-        self.start_compute(A)
-        connection = self.stop_compute(A)
-        error = self.assertRaises(exception.StartupRefused,
-                                  self.start_compute_on, B, connection)
-        message = str(error)
-        for text in ('hypervisor node(s) hostA', 'host hostA',
-                     'this nova-compute is host hostB',
-                     '[DEFAULT] host = hostA', 'compute_id',
-                     'openstack compute service delete'):
-            self.assertIn(text, message)
-        # Nothing was written: no service, no second node for hostA.
-        self.assertEqual([], self.services(B))
-        self.assertEqual([A], [n.host for n in self.compute_nodes(A)])
-        [row] = self.decisions(B)
-        self.assertEqual(('refuse_start', 'refused', 'hostA'),
-                         (row['action'], row['outcome'], row['node']))
-
-    def test_bug_1419785(self):
-        """The standby registered over A's hypervisor before guardrails was
-        enabled (nova alone allows it while the hypervisor is empty); A ran
-        guests, died; B starts with guardrails.
-        """
-        servers, connection = self.standby_history()
-        before = self.records(servers)
-        error = self.assertRaises(exception.StartupRefused,
-                                  self.start_compute_on, B, connection)
-        message = str(error)
-        for text in ('hypervisor node(s) hostA', 'host hostA',
-                     'this nova-compute is host hostB',
-                     '[DEFAULT] host = hostA'):
-            self.assertIn(text, message)
-        self.assertNotIn('allow_takeover_from', message)
-        self.assertEqual({s['id']: 'running' for s in servers},
-                         self.guests(connection, servers))
-        self.assertEqual(before, self.records(servers))
-        # allow_takeover_from cannot make it consistent (nova moves no
-        # compute node or instance to another host): still refused, the
-        # message says why.
-        self.use_nova_conf('[guardrails]\nallow_takeover_from = hostA\n')
-        error = self.assertRaises(exception.StartupRefused,
-                                  self.start_compute_on, B, connection)
-        self.assertIn('[guardrails] allow_takeover_from names hostA, but '
-                      'no start-up can make that takeover consistent',
-                      str(error))
-        self.assertEqual({s['id']: 'running' for s in servers},
-                         self.guests(connection, servers))
-        self.assertEqual(before, self.records(servers))
-
-    def test_new_standby_over_guests(self):
-        self.start_compute(A)
-        servers = self.boot(A, 2)
-        connection = self.stop_compute(A)
-        error = self.assertRaises(exception.StartupRefused,
-                                  self.start_compute_on, B, connection)
-        # host_identity speaks first, before nova's own check, on every
-        # release (nova 29 runs _sanity_check_new_host before the driver's
-        # init_host), with its report row.
-        self.assertIn('hypervisor node(s) hostA', str(error))
-        self.assertEqual([('refuse_start', 'refused')],
-                         [(r['action'], r['outcome'])
-                          for r in self.decisions(B)])
-        self.assertEqual([], self.services(B))
-        self.assertEqual([A], [n.host for n in self.compute_nodes(A)])
-        self.assertEqual({s['id']: 'running' for s in servers},
-                         self.guests(connection, servers))
-
     def test_foreign_guests_alone_refuse_start(self):
         """The node check alone passes (takeover allowed for the node only
         is not possible), so test the guest check on its own: a guest of
@@ -259,38 +194,6 @@ class GuardedStandbyTest(_Standby):
 
 class NovaAloneStandbyTest(_Standby):
     NOVA_CONF = harness.NOVA_ALONE_CONF
-
-    def test_second_compute_node(self):
-        self.start_compute(A)
-        connection = self.stop_compute(A)
-        self.start_compute_on(B, connection)
-        # nova alone: a second compute node for the same hypervisor, so
-        # placement counts the machine twice.
-        self.assertEqual({A, B}, {n.host for n in self.compute_nodes(A)})
-
-    def test_bug_1419785(self):
-        servers, connection = self.standby_history()
-        before = self.records(servers)
-        self.start_compute_on(B, connection)
-        # nova 34 alone starts B over A's guests: they are not destroyed
-        # (no evacuation record), but no service manages them any more,
-        # and two compute nodes describe the one hypervisor.
-        self.assertEqual('up', self.services(B)[0]['state'])
-        self.assertEqual({s['id']: 'running' for s in servers},
-                         self.guests(connection, servers))
-        self.assertEqual(before, self.records(servers))
-        self.assertEqual({A, B}, {n.host for n in self.compute_nodes(A)})
-
-    def test_new_standby_over_guests(self):
-        self.start_compute(A)
-        servers = self.boot(A, 2)
-        connection = self.stop_compute(A)
-        # nova >= 27 refuses a new service over a hypervisor with guests.
-        error = self.assertRaises(nova_exception.InvalidConfiguration,
-                                  self.start_compute_on, B, connection)
-        self.assertIn('My hypervisor has existing instances', str(error))
-        self.assertEqual({s['id']: 'running' for s in servers},
-                         self.guests(connection, servers))
 
     def test_foreign_guests(self):
         self.start_compute(A)
