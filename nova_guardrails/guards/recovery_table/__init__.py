@@ -110,8 +110,8 @@ class RecoveryTableGuard(deferred.QueuedRechecks, base.Guard):
         # and the other guards' refusals (host_identity) have passed, and
         # this host's own instances went through _init_instance. These
         # checks look at instances this host's start-up does not list.
-        for sweep in [cls(self, manager, service_ref, grace)
-                      for cls in sweeps.SWEEPS]:
+        for sweep_class in sweeps.SWEEPS:
+            sweep = sweep_class(self, manager, service_ref, grace)
             # A sweep whose query fails is skipped, as one instance's
             # failure is: start-up goes on (systemic errors excepted).
             try:
@@ -122,7 +122,6 @@ class RecoveryTableGuard(deferred.QueuedRechecks, base.Guard):
                 LOG.exception('guardrails recovery_table: start-up check %s '
                               'failed; nova-compute starts without it',
                               sweep.name)
-
         if self._deferred:
             # Before the RPC server starts (Service.start, after init_host):
             # a deferred request the recovery later takes over is never run
