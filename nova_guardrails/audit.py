@@ -135,9 +135,10 @@ def main(args):
     from nova import config
     from nova import context as nova_context
     from nova import objects
-    from nova_guardrails import conf as guardrails_conf
+    from nova_guardrails import guards
     conf = nova.conf.CONF
-    guardrails_conf.register_opts(conf)
+    # nova-guardrails' own options and recovery_table's.
+    guards.register_opts(conf, ['recovery_table'])
     argv = ['nova-guardrails']
     for path in args.config_file or ['/etc/nova/nova.conf']:
         argv += ['--config-file', path]

@@ -11,22 +11,39 @@
 # under the License.
 """Options of the ``[guardrails]`` group of nova.conf.
 
-Registered on nova's global ``CONF`` by the driver wrapper and listed for
-``oslo-config-generator --namespace nova_guardrails`` through the
-``oslo.config.opts`` entry point :func:`list_opts`.
+Here: the options of the wrapper itself (and, until that guard declares
+them, recovery_table's). A guard's own options are its class's
+``CONFIG_OPTS`` (:class:`nova_guardrails.guards.base.Guard`), registered in
+the same group when the guard is loaded. The driver wrapper registers them
+on nova's global ``CONF``; :func:`list_opts`, the ``oslo.config.opts`` entry
+point, lists them all for ``oslo-config-generator --namespace
+nova_guardrails``.
 """
 
 from oslo_config import cfg
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
 
 GROUP = 'guardrails'
 
-guardrails_group = cfg.OptGroup(
-    GROUP,
-    title='nova-guardrails options',
-    help='Options of nova-guardrails, a wrapper around the virt driver of '
-         'nova-compute. Enable it with ``[DEFAULT] compute_driver = '
-         'guardrails.GuardrailsDriver`` and name the real driver in '
-         '``[guardrails] driver``.')
+
+def _group():
+    return cfg.OptGroup(
+        GROUP,
+        title='nova-guardrails options',
+        help='Options of nova-guardrails, a wrapper around the virt driver '
+             'of nova-compute. Enable it with ``[DEFAULT] compute_driver = '
+             'guardrails.GuardrailsDriver`` and name the real driver in '
+             '``[guardrails] driver``.')
+
+
+#: The group, for oslo-config-generator (:func:`list_opts`).
+guardrails_group = _group()
+
+#: The shipped guards, the default of ``enabled_guards``.
+DEFAULT_GUARDS = ('recovery_table', 'host_identity', 'revert_vif',
+                  'rbd_root_disk')
 
 guardrails_opts = [
     cfg.StrOpt(
@@ -42,8 +59,7 @@ guardrails_opts = [
              'would hide.'),
     cfg.ListOpt(
         'enabled_guards',
-        default=['recovery_table', 'host_identity', 'revert_vif',
-                 'rbd_root_disk'],
+        default=list(DEFAULT_GUARDS),
         help='Guards to load, by entry point name in the '
              '``nova_guardrails.guards`` namespace, run in the order given. '
              'An unknown or repeated name stops nova-compute at start-up. An '
@@ -70,6 +86,7 @@ guardrails_opts = [
              'document with one row per guard decision (instance uuid, '
              'state before, action, state after), replaced at every '
              'start-up. The directory is created when missing.'),
+    # recovery_table's, to move to its CONFIG_OPTS.
     cfg.DictOpt(
         'recovery_overrides',
         default={},
@@ -98,66 +115,43 @@ guardrails_opts = [
              'looked at again after this many seconds; if its task_state '
              'did not move by then, the table applies. 0: no wait, every '
              'instance is decided at start-up as an interrupted one.'),
-    cfg.ListOpt(
-        'allow_takeover_from',
-        default=[],
-        deprecated_for_removal=True,
-        deprecated_reason='no start-up can make a takeover consistent: '
-                          'nova has no API that moves a compute node or an '
-                          'instance to another host',
-        help='``host_identity`` guard: no longer lets a start proceed. '
-             'When this hypervisor\'s compute node, or a guest on it, is '
-             'recorded for one of these hosts, the refusal says why a '
-             'takeover cannot be made consistent and gives the supported '
-             'steps (an HA pair shares one [DEFAULT] host and node '
-             'identity; to move a hypervisor, move its servers off, delete '
-             'the old service, then start).'),
-    cfg.IntOpt(
-        'max_startup_destroys',
-        min=0,
-        default=None,
-        help='``host_identity`` guard: the most guests nova-compute may '
-             'destroy at start-up as evacuated to another host. When more '
-             'would be destroyed, nova-compute refuses to start, lists them '
-             'and destroys none. Unset: no limit.'),
-    cfg.StrOpt(
-        'revert_vif_policy',
-        default='fix',
-        choices=[
-            ('fix', 'move the binding of a port bound to another host to '
-                    'this host; when neutron refuses the update, fail the '
-                    'revert at once with a fault naming the port, instead '
-                    'of waiting [DEFAULT] vif_plugging_timeout; a port '
-                    'still bound elsewhere after an acknowledged update '
-                    '(the update lost) is never waited for'),
-            ('skip-wait', 'move the binding as ``fix`` does; when that '
-                          'fails, do not wait for that port\'s event and '
-                          'go on'),
-            ('off', 'the revert_vif guard does nothing'),
-        ],
-        help='``revert_vif`` guard: what to do before the driver of a '
-             'resize revert (or resize) waits for network-vif-plugged '
-             'events of ports that neutron has bound to another host. '
-             'Every decision is logged with the instance, the port, the '
-             'binding host found and the action.'),
-    cfg.IntOpt(
-        'rbd_trash_delay',
-        min=0,
-        default=0,
-        help='``rbd_root_disk`` guard: seconds an instance\'s root disk '
-             'stays in the pool\'s rbd trash when the instance is deleted. '
-             '0: removed at once, as nova does. Positive: moved to the rbd '
-             'trash with that deferment; ``nova-guardrails rbd-trash list`` '
-             'and ``restore`` find and restore it until it is purged.'),
 ]
 
 
 def register_opts(conf):
-    """Register the ``[guardrails]`` options on ``conf`` (idempotent)."""
-    conf.register_group(guardrails_group)
-    conf.register_opts(guardrails_opts, group=guardrails_group)
+    """Register nova-guardrails' own ``[guardrails]`` options on ``conf``
+    (idempotent). A guard's options: ``guards.register_opts``.
+    """
+    # A group of its own for each ConfigOpts: oslo.config registers a
+    # shallow copy of the OptGroup given, which shares the options' dict
+    # with every other ConfigOpts given the same OptGroup (a guard's option
+    # registered on one would be registered on all).
+    conf.register_group(_group())
+    conf.register_opts(guardrails_opts, group=GROUP)
 
 
 def list_opts():
-    """Options for oslo-config-generator: ``[(group, [opts])]``."""
-    return [(guardrails_group, guardrails_opts)]
+    """Options for oslo-config-generator: ``[(group, [opts])]``.
+
+    nova-guardrails' own options, then the ``CONFIG_OPTS`` of every
+    installed guard (stevedore, no guard built), the shipped ones in
+    ``enabled_guards``'s default order first. A guard that fails to import,
+    or an option that clashes with one listed before it, is left out with
+    a warning.
+    """
+    from nova_guardrails import guards
+
+    opts = list(guardrails_opts)
+    listed = {opt.dest: opt for opt in opts}
+    for name, guard_opts in guards.installed_opts():
+        for opt in guard_opts:
+            if opt.dest not in listed:
+                listed[opt.dest] = opt
+                opts.append(opt)
+            elif listed[opt.dest] != opt:
+                LOG.warning('nova-guardrails: [%(group)s] %(opt)s of guard '
+                            '%(guard)r clashes with an option of that name '
+                            'listed before; left out',
+                            {'group': GROUP, 'opt': opt.dest,
+                             'guard': name})
+    return [(guardrails_group, opts)]

@@ -150,13 +150,17 @@ class GuardrailsDriver(nova_driver.ComputeDriver):
         # ComputeDriver.__init__ is not called: the state it sets is the real
         # driver's, and every attribute but _OWN_ATTRIBUTES is read there.
         guardrails_conf.register_opts(CONF)
+        names = _option('enabled_guards')
+        # The enabled guards' own options (their CONFIG_OPTS) join
+        # [guardrails] now: an unknown guard, or an option that clashes with
+        # a registered one, stops nova-compute here.
+        guard_opts = guards_mod.register_opts(CONF, names)
         # Every [guardrails] value is parsed now, so a bad one stops
         # nova-compute here with its name.
-        for _group, opts in guardrails_conf.list_opts():
-            for opt in opts:
-                _option(opt.name)
+        for opt in guardrails_conf.guardrails_opts + [
+                opt for _name, opts in guard_opts for opt in opts]:
+            _option(opt.dest)
         real = _build_real_driver(virtapi, kwargs)
-        names = _option('enabled_guards')
         report = report_mod.StartupReport(
             _option('report_path'), CONF.host, names)
         self._guardrails_driver = real

@@ -63,11 +63,12 @@ def _table(args):
     rules = None
     if args.config_file:
         import nova.conf
-        from nova_guardrails import conf as guardrails_conf
         from nova_guardrails import exception
+        from nova_guardrails import guards
         from oslo_config import cfg
         conf = nova.conf.CONF
-        guardrails_conf.register_opts(conf)
+        # nova-guardrails' own options and recovery_table's.
+        guards.register_opts(conf, ['recovery_table'])
         conf(['--config-file=%s' % path for path in args.config_file],
              project='nova', default_config_files=[])
         try:

@@ -78,6 +78,7 @@ from nova.network import model as network_model
 from nova import objects
 from nova.objects import fields
 from nova import utils as nova_utils
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_guardrails import exception
@@ -181,6 +182,32 @@ def _takeover_refused(taken_over):
 
 class HostIdentityGuard(base.Guard):
     """Refuse host remapping; destroy evacuated guests on evidence only."""
+
+    #: Options in ``[guardrails]``, registered when the guard is loaded.
+    CONFIG_OPTS = [
+        cfg.ListOpt(
+            'allow_takeover_from',
+            default=[],
+            deprecated_for_removal=True,
+            deprecated_reason='no start-up can make a takeover consistent: '
+                              'nova has no API that moves a compute node or '
+                              'an instance to another host',
+            help='``host_identity`` guard: no longer lets a start proceed. '
+                 'When this hypervisor\'s compute node, or a guest on it, is '
+                 'recorded for one of these hosts, the refusal says why a '
+                 'takeover cannot be made consistent and gives the supported '
+                 'steps (an HA pair shares one [DEFAULT] host and node '
+                 'identity; to move a hypervisor, move its servers off, '
+                 'delete the old service, then start).'),
+        cfg.IntOpt(
+            'max_startup_destroys',
+            min=0,
+            default=None,
+            help='``host_identity`` guard: the most guests nova-compute may '
+                 'destroy at start-up as evacuated to another host. When '
+                 'more would be destroyed, nova-compute refuses to start, '
+                 'lists them and destroys none. Unset: no limit.'),
+    ]
 
     def __init__(self, conf, report):
         super().__init__(conf, report)

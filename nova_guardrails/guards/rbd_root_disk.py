@@ -55,6 +55,7 @@ import inspect
 from nova.compute import task_states
 from nova.compute import vm_states
 from nova.storage import rbd_utils
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_guardrails.guards import base
@@ -84,6 +85,20 @@ class RbdRootDiskGuard(base.Guard):
     """Only the instance's own host may remove its images, and never a
     failed rebuild or evacuation spawn.
     """
+
+    #: Options in ``[guardrails]``, registered when the guard is loaded.
+    CONFIG_OPTS = [
+        cfg.IntOpt(
+            'rbd_trash_delay',
+            min=0,
+            default=0,
+            help='``rbd_root_disk`` guard: seconds an instance\'s root disk '
+                 'stays in the pool\'s rbd trash when the instance is '
+                 'deleted. 0: removed at once, as nova does. Positive: moved '
+                 'to the rbd trash with that deferment; ``nova-guardrails '
+                 'rbd-trash list`` and ``restore`` find and restore it until '
+                 'it is purged.'),
+    ]
 
     def validate(self):
         self.trash_delay = self.conf.guardrails.rbd_trash_delay

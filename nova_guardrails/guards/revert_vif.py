@@ -57,6 +57,7 @@ import nova.conf
 from nova import exception as nova_exception
 from nova.network import neutron as neutron_api
 from nova.virt import driver as nova_driver
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_guardrails.guards import base
@@ -93,6 +94,30 @@ def _arguments(name, args, kwargs):
 
 class RevertVifGuard(base.Guard):
     """Rebind ports bound elsewhere before the driver waits for them."""
+
+    #: Options in ``[guardrails]``, registered when the guard is loaded.
+    CONFIG_OPTS = [
+        cfg.StrOpt(
+            'revert_vif_policy',
+            default='fix',
+            choices=[
+                ('fix', 'move the binding of a port bound to another host to '
+                        'this host; when neutron refuses the update, fail the '
+                        'revert at once with a fault naming the port, instead '
+                        'of waiting [DEFAULT] vif_plugging_timeout; a port '
+                        'still bound elsewhere after an acknowledged update '
+                        '(the update lost) is never waited for'),
+                ('skip-wait', 'move the binding as ``fix`` does; when that '
+                              'fails, do not wait for that port\'s event and '
+                              'go on'),
+                ('off', 'the revert_vif guard does nothing'),
+            ],
+            help='``revert_vif`` guard: what to do before the driver of a '
+                 'resize revert (or resize) waits for network-vif-plugged '
+                 'events of ports that neutron has bound to another host. '
+                 'Every decision is logged with the instance, the port, the '
+                 'binding host found and the action.'),
+    ]
 
     def validate(self):
         self.policy = self.conf.guardrails.revert_vif_policy
