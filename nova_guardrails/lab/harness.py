@@ -154,7 +154,7 @@ class GuardrailsTestBase(base.ServersTestBase,
         for target in ('nova.compute.claims.NopClaim.__exit__',
                        'nova.compute.utils.EventReporter.__exit__'):
             self.useFixture(fixtures.MonkeyPatch(
-                target, _unless_killed(_resolve(*target.rsplit('.', 1)))))
+                target, _unless_killed(resolve(*target.rsplit('.', 1)))))
         # fakelibvirt's undefineFlags calls managedSaveRemove() without the
         # flags its own signature requires (reached once a saved image
         # exists, as above).
@@ -224,7 +224,7 @@ class GuardrailsTestBase(base.ServersTestBase,
         :returns: a ``threading.Event`` set when the crash happened.
         """
         crashed = threading.Event()
-        original = _resolve(target, name)
+        original = resolve(target, name)
 
         def crash_point(*args, **kwargs):
             if crashed.is_set() or (condition and
@@ -255,7 +255,7 @@ class GuardrailsTestBase(base.ServersTestBase,
         """Call ``record(*args, **kwargs)`` on every call of target.name,
         then the original: a recording pass-through, not a mock.
         """
-        original = _resolve(target, name)
+        original = resolve(target, name)
 
         def spied(*args, **kwargs):
             record(*args, **kwargs)
@@ -482,7 +482,18 @@ def _managed_save_remove(domain, flags=0):
     domain._has_saved_state = False
 
 
-def _resolve(target, name):
+def resolve(target, name):
+    """The attribute ``name`` of the object at the dotted path ``target``.
+
+    ``target`` is a module path followed by attribute names
+    (``'nova.virt.libvirt.driver.LibvirtDriver'``): the longest importable
+    prefix is imported, then the rest looked up on it; what
+    :meth:`GuardrailsTestBase.crash_at` and :meth:`GuardrailsTestBase.spy`
+    patch, and what a test keeps to call the original.
+
+    :raises ImportError: no prefix of ``target`` is a module.
+    :raises AttributeError: ``target`` or ``name`` does not exist there.
+    """
     parts = target.split('.')
     for i in range(len(parts), 0, -1):
         try:
@@ -549,8 +560,8 @@ class NeutronAgents(fixtures.Fixture):
             if events:
                 self.sent.extend(events)
                 test.admin_api.create_server_external_events(events=events)
-        original_plug = _resolve('nova.virt.libvirt.driver.LibvirtDriver',
-                                 'plug_vifs')
+        original_plug = resolve('nova.virt.libvirt.driver.LibvirtDriver',
+                                'plug_vifs')
 
         def plug_vifs(driver, instance, network_info):
             result = original_plug(driver, instance, network_info)

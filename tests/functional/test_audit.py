@@ -92,7 +92,7 @@ class AuditTest(harness.GuardrailsTestBase):
         # And start-up does what the audit said.
         self.restart_compute_service(scenarios.HOST)
         self.assertEqual('reboot_hard',
-                         scenarios._decision(server)['action'])
+                         scenarios.decision(server)['action'])
 
     def test_queued_request_and_overrides(self):
         """A reboot nova-api accepted but no compute started is reported

@@ -122,7 +122,7 @@ class SourceBackWhileInProgressTest(_Evacuation):
         self.spawning = threading.Event()
         self.go_on = threading.Event()
         self.spawn_fails = False
-        original = harness._resolve(scenarios.LIBVIRT_DRIVER, 'spawn')
+        original = harness.resolve(scenarios.LIBVIRT_DRIVER, 'spawn')
 
         def slow_spawn(driver, context, instance, *args, **kwargs):
             if (driver._host.get_connection().getHostname() == C and

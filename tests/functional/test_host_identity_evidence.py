@@ -223,7 +223,7 @@ class MigrationLinksTest(_Base):
 
     def setUp(self):
         super().setUp()
-        scenarios._fake_disk_migration(self)
+        scenarios.fake_disk_migration(self)
         self.flags(allow_resize_to_same_host=False)
         self.start_compute(A)
         self.start_compute(C)

@@ -104,7 +104,7 @@ class _Base(harness.GuardrailsTestBase):
             self, self.write_image, force_old_cleanup)
 
     def decisions(self):
-        return [d for d in scenarios._decisions()
+        return [d for d in scenarios.decisions()
                 if d['guard'] == 'rbd_root_disk']
 
     # An instance with every kind of image nova puts in the pool ----------

@@ -196,7 +196,7 @@ class GuardedRebootRecoveryTest(_Guarded):
         self.restart_compute_service(scenarios.HOST)
         self.assertEqual([], reboots)
         self.assertEqual('deleting', self.instance(server).task_state)
-        decision = scenarios._decision(server)
+        decision = scenarios.decision(server)
         self.assertEqual(('reboot_hard', 'preempted'),
                          (decision['action'], decision['outcome']))
         self.assertEqual('deleting', decision['after']['task_state'])
@@ -214,7 +214,7 @@ class GuardedRebootRecoveryTest(_Guarded):
         # nova's own _init_instance reads the power state too and fails;
         # the failure is contained to this instance and compute starts.
         self.restart_compute_service(scenarios.HOST)
-        decision = scenarios._decision(server)
+        decision = scenarios.decision(server)
         self.assertEqual(('nova', 'failed'),
                          (decision['action'], decision['outcome']))
         self.assertIn('hypervisor hiccup', decision['error'])

@@ -71,7 +71,7 @@ class _Base(harness.GuardrailsTestBase):
             self._call_in_background(server, action)
             self.wait_for_crash(crashed)
         else:
-            scenarios._interrupt(self, server, crashed, action)
+            scenarios.interrupt(self, server, crashed, action)
         at_crash = self.server_states(server)
         self._conn = self.computes[HOST].driver._host.get_connection()
         self.xml_at_crash = self.xml(server)
@@ -79,7 +79,7 @@ class _Base(harness.GuardrailsTestBase):
         self.restart_compute_service(HOST)
         after = self.server_states(server)
         return (at_crash, after, self.guest_power_state_on(self._conn, server),
-                scenarios._decision(server))
+                scenarios.decision(server))
 
     def _call_in_background(self, server, action):
         """changePassword is an RPC call from nova-api to the compute: its

@@ -81,7 +81,7 @@ class GuardedEvacuationTest(_Evacuation):
         self.assertEqual([SOURCE], self.providers(server))
         self.assertIsNone(self.domain(DEST, server))
         self.assertEqual(('fail_evacuation', 'guardrails', 'done'), tuple(
-            scenarios._decision(server)[k]
+            scenarios.decision(server)[k]
             for k in ('action', 'executed_by', 'outcome')))
         # The server says why, as after nova's own rebuild failure.
         self.assertIn('nova-guardrails recovery_table: evacuation from',
@@ -143,7 +143,7 @@ class GuardedUnshelveTest(_Unshelve):
         self.assertEqual({}, self._get_allocations_by_server_uuid(
             server['id']))
         self.assertEqual('clear_unshelve',
-                         scenarios._decision(server)['action'])
+                         scenarios.decision(server)['action'])
         self.api.post_server_action(server['id'], {'unshelve': None})
         self._wait_for_state_change(server, 'ACTIVE')
         self.assertEqual('running', self.guest_power_state(SOURCE, server))

@@ -47,7 +47,7 @@ class _Base(harness.GuardrailsTestBase):
 
     def setUp(self):
         super().setUp()
-        scenarios._fake_disk_migration(self)
+        scenarios.fake_disk_migration(self)
         self.flags(allow_resize_to_same_host=False)
         self.start_compute(SOURCE)
         self.start_compute(DEST)
@@ -62,7 +62,7 @@ class _Base(harness.GuardrailsTestBase):
 
     def resize(self, crashed):
         """Resize the server to compute2; wait for the crash."""
-        return scenarios._interrupt(
+        return scenarios.interrupt(
             self, self.server, crashed,
             {'resize': {'flavorRef': NEW_FLAVOR}})
 
@@ -74,8 +74,8 @@ class _Base(harness.GuardrailsTestBase):
 
     def revert(self, crashed):
         """Revert the resize; wait for the crash."""
-        return scenarios._interrupt(self, self.server, crashed,
-                                    {'revertResize': None})
+        return scenarios.interrupt(self, self.server, crashed,
+                                   {'revertResize': None})
 
     def crash_in_finish_revert_resize(self):
         """Revert; the source dies in finish_revert_resize right after
@@ -101,7 +101,7 @@ class _Base(harness.GuardrailsTestBase):
         at_crash = self.server_states(self.server)
         for host in hosts:
             self.restart_compute_service(host)
-        return at_crash, scenarios._decision(self.server)
+        return at_crash, scenarios.decision(self.server)
 
     # Facts -----------------------------------------------------------------
 

@@ -78,14 +78,14 @@ class _Base(harness.GuardrailsTestBase):
             action()
             self.wait_for_crash(crashed)
         else:
-            scenarios._interrupt(self, server, crashed, action)
+            scenarios.interrupt(self, server, crashed, action)
         at_crash = self.server_states(server)
         self.conn = self.computes[HOST].driver._host.get_connection()
         self.guest_at_crash = self.guest_power_state_on(self.conn, server)
         self.restart_compute_service(HOST)
         after = self.server_states(server)
         return (at_crash, after, self.guest_power_state_on(self.conn, server),
-                scenarios._decision(server))
+                scenarios.decision(server))
 
     def shelved_server(self):
         server = self.boot()
@@ -308,12 +308,12 @@ class GuardedUnshelvingTest(_Base):
         self.wait_until(lambda: self.server_states(server)[1] is None,
                         timeout=15)
         self.wait_until(
-            lambda: scenarios._decision(server)['action'] != 'queued',
+            lambda: scenarios.decision(server)['action'] != 'queued',
             timeout=15)
         self.assertEqual(('shelved', None), self.server_states(server)[:2])
         self.assertEqual('shutdown', self.guest_power_state(HOST, server))
         self.assertEqual(HOST, self.instance(server).host)
-        decision = scenarios._decision(server)
+        decision = scenarios.decision(server)
         self.assertEqual(('clear', 'guardrails', 'done'),
                          (decision['action'], decision['executed_by'],
                           decision['outcome']))

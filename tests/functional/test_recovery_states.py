@@ -40,13 +40,13 @@ class _Base(harness.GuardrailsTestBase):
         """Ask for ``action``, wait for the crash, restart compute1; returns
         (state at the crash, state after, guest after, decision).
         """
-        scenarios._interrupt(self, server, crashed, action)
+        scenarios.interrupt(self, server, crashed, action)
         at_crash = self.server_states(server)
         conn = self.computes[HOST].driver._host.get_connection()
         self.restart_compute_service(HOST)
         after = self.server_states(server)
         return (at_crash, after, self.guest_power_state_on(conn, server),
-                scenarios._decision(server))
+                scenarios.decision(server))
 
     def suspended_server(self):
         server = scenarios.boot(self)

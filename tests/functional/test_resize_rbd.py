@@ -75,7 +75,7 @@ class _Base(harness.GuardrailsTestBase):
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.libvirt.imagebackend.Backend.backend',
             REAL_IMAGE_BACKEND))
-        scenarios._fake_disk_migration(self)
+        scenarios.fake_disk_migration(self)
         self.flags(allow_resize_to_same_host=False)
         import rados
         self.rados = rados.Rados(conffile=CLUSTER.conf)
@@ -105,8 +105,8 @@ class _Base(harness.GuardrailsTestBase):
     def interrupted_on_source(self):
         crashed = self.crash_at(DRIVER, 'migrate_disk_and_power_off',
                                 when='after')
-        scenarios._interrupt(self, self.server, crashed,
-                             {'resize': {'flavorRef': NEW_FLAVOR}})
+        scenarios.interrupt(self, self.server, crashed,
+                            {'resize': {'flavorRef': NEW_FLAVOR}})
         self.assertEqual(('active', 'resize_migrating'),
                          self.server_states(self.server)[:2])
         self.restart_compute_service(SOURCE)
@@ -128,7 +128,7 @@ class GuardedResizeMigratingRbdTest(_Base):
         allocations = self._get_allocations_by_server_uuid(self.server['id'])
         self.assertEqual([self._get_provider_uuid_by_host(SOURCE)],
                          list(allocations))
-        decision = scenarios._decision(self.server)
+        decision = scenarios.decision(self.server)
         self.assertGuardrailsDecision(decision, 'revert_resize')
         # Restarting again changes nothing: it is not stuck.
         self.restart_compute_service(SOURCE)

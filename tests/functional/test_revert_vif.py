@@ -48,7 +48,7 @@ class _Base(harness.GuardrailsTestBase):
         return scenarios.revert(self, self.server)
 
     def decisions(self):
-        return [d for d in scenarios._decisions()
+        return [d for d in scenarios.decisions()
                 if d['guard'] == 'revert_vif']
 
     def driver_waits(self):
@@ -192,7 +192,7 @@ class GuardedResizeTest(_ResizeBase):
         self.assertEqual(('VERIFY_RESIZE', 'compute2'),
                          (server['status'], server['OS-EXT-SRV-ATTR:host']))
         self.assertEqual('compute2', port_host)
-        [decision] = [d for d in scenarios._decisions()
+        [decision] = [d for d in scenarios.decisions()
                       if d['guard'] == 'revert_vif']
         self.assertEqual(('rebind', 'finish_migration', 'compute1'),
                          (decision['action'],
@@ -206,7 +206,7 @@ class GuardedResizeTest(_ResizeBase):
         self.assertEqual(('VERIFY_RESIZE', 'compute2'),
                          (server['status'], server['OS-EXT-SRV-ATTR:host']))
         self.assertEqual('compute1', port_host)
-        [decision] = [d for d in scenarios._decisions()
+        [decision] = [d for d in scenarios.decisions()
                       if d['guard'] == 'revert_vif']
         self.assertEqual(('not_rebound', 'failed', 'compute1'),
                          (decision['action'], decision['outcome'],
@@ -219,7 +219,7 @@ class GuardedResizeTest(_ResizeBase):
         server, port_host = self.resize_with_race(refuse=True)
         self.assertEqual(('VERIFY_RESIZE', 'compute2'),
                          (server['status'], server['OS-EXT-SRV-ATTR:host']))
-        [decision] = [d for d in scenarios._decisions()
+        [decision] = [d for d in scenarios.decisions()
                       if d['guard'] == 'revert_vif']
         self.assertEqual(('not_rebound', 'failed'),
                          (decision['action'], decision['outcome']))

@@ -117,9 +117,3 @@ SCENARIOS = (recovery_table.SCENARIOS + HOST_SCENARIOS + REVERT_SCENARIOS +
 #: functional tests' others, then the other guards'.
 BY_NAME = {s.name: s for s in recovery_table.SCENARIOS + MORE_SCENARIOS +
            HOST_SCENARIOS + REVERT_SCENARIOS + RBD_SCENARIOS}
-
-# The names the tests used before; removed once they use the public ones.
-_decision = decision
-_decisions = decisions
-_interrupt = interrupt
-_fake_disk_migration = fake_disk_migration
