@@ -77,8 +77,16 @@ def rows(context, host, power_of=None, index=None, grace=None):
     from nova import objects
     from nova_guardrails import queued
     out = []
-    instances = [i for i in objects.InstanceList.get_by_host(
-        context, host, expected_attrs=[]) if i.task_state is not None]
+    from nova.objects import fields
+    # Only the instances with a task_state leave the database (an IN list
+    # of every task_state nova knows): the audit of a host reads what it
+    # reports, not the whole host. The same instances get_by_host reads:
+    # not deleted (get_by_filters ignores the context's read_deleted), and
+    # soft-deleted ones included ('deleted': False alone drops them).
+    instances = objects.InstanceList.get_by_filters(
+        context, {'host': host, 'deleted': False, 'soft_deleted': True,
+                  'task_state': list(fields.InstanceTaskState.ALL)},
+        sort_key='created_at', sort_dir='asc', expected_attrs=[])
     latest = queued.latest_actions(context, [i.uuid for i in instances]) \
         if grace else {}
     for instance in instances:

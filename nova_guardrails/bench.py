@@ -58,6 +58,12 @@ ALONE, GUARDED = 'nova alone', 'guarded'
 #: Targets: what a guarded start-up may cost over nova alone.
 MAX_RATIO = 1.05
 TARGET_SIZE = 1000
+#: ``nova-guardrails audit`` of a TARGET_SIZE host: seconds, beyond
+#: interpreter start-up (the time of :func:`nova_guardrails.audit.rows`).
+MAX_AUDIT_SECONDS = 1.0
+#: Timed audits per size, and the queued_grace_seconds they run with.
+AUDIT_RUNS = 3
+AUDIT_GRACE = 120
 
 
 class BenchError(Exception):
@@ -125,7 +131,32 @@ def _make_case(harness, size, restarts, percent, window, results):
                     runs.append(self._restart(mode, reset=True))
             stable = self._restart(GUARDED, reset=False)
             results.update(runs=runs, stable=stable,
-                           transitional=len(self.transitional))
+                           transitional=len(self.transitional),
+                           audit=self._audit())
+
+        def _audit(self):
+            """``nova-guardrails audit`` of the host with the mix set:
+            :func:`nova_guardrails.audit.rows` as its ``main`` calls it
+            (power states from the hypervisor, the queued check on), timed
+            ``AUDIT_RUNS`` times; raises BenchError when a row is missing.
+            """
+            from nova_guardrails import audit
+            self._reset_mix()
+            driver = self.computes[HOST].manager.driver
+            times = []
+            for _ in range(AUDIT_RUNS):
+                started = time.monotonic()
+                found = audit.rows(self.ctxt, HOST,
+                                   lambda i: driver.get_info(i).state,
+                                   grace=AUDIT_GRACE)
+                times.append(time.monotonic() - started)
+            if len(found) != len(self.transitional):
+                raise BenchError('audit: %d rows for %d transitional '
+                                 'instances' % (len(found),
+                                                len(self.transitional)))
+            return {'runs': AUDIT_RUNS, 'rows': len(found),
+                    'median_seconds': statistics.median(times),
+                    'min_seconds': min(times)}
 
         # Instrumentation ------------------------------------------------
 
@@ -399,6 +430,7 @@ def summarise(size, percent, results):
     out['ratio_median'] = (out[GUARDED]['median_seconds'] /
                            out[ALONE]['median_seconds'])
     out['stable_guard_round_trips'] = results['stable']['guard_round_trips']
+    out['audit'] = results['audit']
     return out
 
 
@@ -435,6 +467,16 @@ def targets(sizes):
                     'met': ratio <= MAX_RATIO,
                     'detail': 'median ratio %.3f (%+.1f%%)' % (
                         ratio, (ratio - 1) * 100)})
+    label = 'nova-guardrails audit of %d instances <= %.1f s' % (
+        TARGET_SIZE, MAX_AUDIT_SECONDS)
+    if at is None:
+        out.append({'target': label, 'met': None,
+                    'detail': 'not measured at %d instances' % TARGET_SIZE})
+    else:
+        seconds = at['audit']['median_seconds']
+        out.append({'target': label, 'met': seconds <= MAX_AUDIT_SECONDS,
+                    'detail': 'median %.3f s, %d rows' % (
+                        seconds, at['audit']['rows'])})
     stable = {s['instances']: s['stable_guard_round_trips'] for s in sizes}
     label = 'guard round trips per start-up constant in stable instances'
     if len(stable) < 2:
@@ -480,6 +522,11 @@ def render(report):
                      '%d at %d' % (s['stable_guard_round_trips'],
                                    s['instances'])
                      for s in report['sizes']))
+    lines.append('nova-guardrails audit (audit.rows, median of %d): %s' % (
+        AUDIT_RUNS, ', '.join(
+            '%.3f s for %d rows at %d' % (s['audit']['median_seconds'],
+                                          s['audit']['rows'], s['instances'])
+            for s in report['sizes'])))
     for t in report['targets']:
         verdict = {True: 'MET', False: 'MISSED', None: 'NOT MEASURED'}[
             t['met']]

@@ -119,3 +119,29 @@ class AuditTest(harness.GuardrailsTestBase):
                          (row['action'], row['by']))
         self.assertIn('recovery_overrides', row['reason'])
         self.assertEqual([], writes + more_writes)
+
+    def test_reads_only_instances_with_a_task_state(self):
+        """The audit's one query keeps what start-up would look at: a
+        soft-deleted instance being restored is reported, a deleted one and
+        one of another host are not.
+        """
+        from nova import objects
+        ctxt = nova_context.get_admin_context()
+        restoring = scenarios.boot(self)
+        deleted, elsewhere = (self._create_server(networks='none')
+                              for _ in range(2))
+        changes = {restoring['id']: {'vm_state': 'soft-delete',
+                                     'task_state': 'restoring'},
+                   deleted['id']: {'task_state': 'deleting'},
+                   elsewhere['id']: {'task_state': 'rebooting',
+                                     'host': 'compute2'}}
+        for uuid, values in changes.items():
+            instance = objects.Instance.get_by_uuid(ctxt, uuid)
+            for field, value in values.items():
+                setattr(instance, field, value)
+            instance.save()
+        objects.Instance.get_by_uuid(ctxt, deleted['id']).destroy()
+        rows = audit.rows(ctxt, scenarios.HOST)
+        self.assertEqual([(restoring['id'], 'soft-delete', 'restoring')],
+                         [(r['instance'], r['vm_state'], r['task_state'])
+                          for r in rows])

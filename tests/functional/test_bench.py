@@ -72,4 +72,12 @@ class BenchTest(unittest.TestCase):
         self.assertIn('guarded', text)
         self.assertLessEqual(max(len(line) for line in text.splitlines()),
                              120)
-        self.assertEqual([None, None], [t['met'] for t in report['targets']])
+        self.assertIn('nova-guardrails audit', text)
+        self.assertEqual([None, None, None],
+                         [t['met'] for t in report['targets']])
+
+    def test_audit_timed_with_every_transitional_row(self):
+        audit = self.result['audit']
+        self.assertEqual(bench.AUDIT_RUNS, audit['runs'])
+        self.assertEqual(self.result['transitional_instances'], audit['rows'])
+        self.assertGreater(audit['median_seconds'], 0)
