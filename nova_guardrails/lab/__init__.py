@@ -13,4 +13,16 @@
 
 Needs nova's functional test fixtures and their dependencies
 (``pip install nova-guardrails[lab]``).
+
+* :mod:`~nova_guardrails.lab.harness`: the in-process nova (nova's
+  functional fixtures, nova.conf from text, crashes, restarts keeping the
+  hypervisor), shared with the functional tests;
+* :mod:`~nova_guardrails.lab.scenarios`: the upstream bugs' scenarios, one
+  module per guard, and their registry;
+* :mod:`~nova_guardrails.lab.runner`: ``nova-guardrails lab``, every
+  scenario nova alone then guarded, and its table;
+* :mod:`~nova_guardrails.lab.crash_matrix`: ``nova-guardrails
+  crash-matrix``, every operation crashed at every crash point;
+* :mod:`~nova_guardrails.lab.ceph`: a throwaway Ceph cluster for the rbd
+  scenarios.
 """
