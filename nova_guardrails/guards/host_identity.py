@@ -281,16 +281,25 @@ class HostIdentityGuard(base.Guard):
         (:data:`OPEN_MIGRATION_STATUSES`) of that instance has this host as
         its source or destination, unless it is the stopped leftover of a
         cold move from here that is over (:meth:`_confirmed_leftover`). A
-        guest of a deleted instance is nova's to remove. Two queries when
-        there is a guest of another host (and one per stopped guest no open
-        migration explains), one otherwise.
+        guest of a deleted instance is nova's to remove.
+
+        Round trips: one (the uuids of this host's instances, not the
+        instances: nothing per guest crosses to nova-conductor) when every
+        guest is this host's; then one for the other guests' instances, one
+        for this host's open migrations when one of them is another host's,
+        and one per stopped guest no open migration explains.
         """
         uuids = manager.driver.list_instance_uuids()
         if not uuids:
             return
+        mine = set(objects.InstanceList.get_uuids_by_host(context,
+                                                          manager.host))
+        others = [uuid for uuid in uuids if uuid not in mine]
+        if not others:
+            return
         with nova_utils.temporary_mutation(context, read_deleted='yes'):
             instances = objects.InstanceList.get_by_filters(
-                context, {'uuid': uuids}, expected_attrs=[])
+                context, {'uuid': others}, expected_attrs=[])
         foreign = []
         for instance in instances:
             if instance.deleted:

@@ -23,6 +23,8 @@ wrapper called into it, is not counted). These counts are deterministic:
   events).
 """
 
+import sys
+
 import fixtures
 from nova import context as nova_context
 from nova import objects
@@ -69,6 +71,33 @@ class StartupRoundTripsTest(harness.GuardrailsTestBase):
         self.assertEqual(one, five)
         self.assertEqual(STABLE_HOST, five,
                          self.db_access.guard_call_sites)
+
+    def test_stable_host_loads_no_instance(self):
+        """The guards compare the hypervisor's guests with the host's
+        instances by uuid: a stable host's instances never cross to guard
+        code (on a compute node, nova-conductor would send each one).
+        """
+        self.start_compute(HOST)
+        self.boot(5)
+        loaded = []
+
+        def spy(name):
+            original = getattr(objects.InstanceList, name)
+
+            def recorded(*args, **kwargs):
+                result = original(*args, **kwargs)
+                caller = sys._getframe(1).f_code.co_filename
+                if '/nova_guardrails/guards/' in caller.replace('\\', '/'):
+                    loaded.extend(
+                        '%s %s' % (caller.rsplit('/', 1)[-1], i.uuid)
+                        for i in result)
+                return result
+            self.useFixture(fixtures.MockPatchObject(
+                objects.InstanceList, name, recorded))
+        for name in ('get_by_filters', 'get_by_host'):
+            spy(name)
+        self.restart_counting()
+        self.assertEqual([], loaded)
 
     def test_bounded_per_queued_instance(self):
         self.start_compute(HOST)
