@@ -11,8 +11,7 @@
 # under the License.
 """Options of the ``[guardrails]`` group of nova.conf.
 
-Here: the options of the wrapper itself (and, until that guard declares
-them, recovery_table's). A guard's own options are its class's
+Here: the options of the wrapper itself. A guard's own options are its class's
 ``CONFIG_OPTS`` (:class:`nova_guardrails.guards.base.Guard`), registered in
 the same group when the guard is loaded. The driver wrapper registers them
 on nova's global ``CONF``; :func:`list_opts`, the ``oslo.config.opts`` entry
@@ -86,35 +85,6 @@ guardrails_opts = [
              'document with one row per guard decision (instance uuid, '
              'state before, action, state after), replaced at every '
              'start-up. The directory is created when missing.'),
-    # recovery_table's, to move to its CONFIG_OPTS.
-    cfg.DictOpt(
-        'recovery_overrides',
-        default={},
-        help='``recovery_table`` guard: per task_state, the action to take '
-             'at start-up instead of the table\'s, as '
-             '``task_state:action`` pairs separated by commas, for example '
-             '``resize_reverting:error, shelving:leave``. The action applies '
-             'in every vm_state (but soft-deleted, deleted and building, '
-             'which nova settles first) and for every power state. Actions: '
-             '``clear`` (task_state None), ``clear_to_guest`` (task_state '
-             'None, vm_state from the guest\'s power state), ``error`` '
-             '(vm_state error, task_state None), ``leave`` (nothing, for an '
-             'operator to settle). An unknown task_state or action stops '
-             'nova-compute at start-up. ``nova-guardrails table '
-             '--config-file nova.conf`` prints the effective table.'),
-    cfg.IntOpt(
-        'queued_grace_seconds',
-        min=0,
-        default=120,
-        help='``recovery_table`` guard: seconds after start-up before an '
-             'instance whose request is still queued for this host is '
-             'decided by the table. A task_state nova-api sets (rebooting, '
-             'suspending, ...) with no ``compute_*`` event on the '
-             'instance\'s latest instance action means the request never '
-             'reached a compute: it is left alone so that it runs once, and '
-             'looked at again after this many seconds; if its task_state '
-             'did not move by then, the table applies. 0: no wait, every '
-             'instance is decided at start-up as an interrupted one.'),
 ]
 
 

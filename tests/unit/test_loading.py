@@ -99,8 +99,7 @@ class GuardOptionsTest(unittest.TestCase):
     With a third-party guard installed (tests/third_party_guard).
     """
 
-    CORE = ['driver', 'enabled_guards', 'report_path', 'recovery_overrides',
-            'queued_grace_seconds']
+    CORE = ['driver', 'enabled_guards', 'report_path']
 
     def setUp(self):
         fixture = third_party_guard.ThirdPartyGuard()
@@ -176,6 +175,7 @@ class GuardOptionsTest(unittest.TestCase):
         # nova-guardrails' own, the shipped guards' in enabled_guards'
         # default order, then the other installed guards' by name.
         self.assertEqual(self.CORE + [
+            'recovery_overrides', 'queued_grace_seconds',
             'allow_takeover_from', 'max_startup_destroys',
             'revert_vif_policy', 'rbd_trash_delay', 'example_greeting',
             'example_limit'], [o.dest for o in opts])

@@ -44,6 +44,7 @@ import dataclasses
 from nova.compute import utils as compute_utils
 from nova.compute import vm_states
 from nova import exception as nova_exception
+from oslo_config import cfg
 from oslo_db import exception as db_exception
 from oslo_log import log as logging
 import oslo_messaging
@@ -75,6 +76,39 @@ class RecoveryTableGuard(deferred.QueuedRechecks, base.Guard):
     left alone and looked at again ``[guardrails] queued_grace_seconds``
     after start-up: if nothing moved by then, the table applies.
     """
+
+    CONFIG_OPTS = [
+        cfg.DictOpt(
+            'recovery_overrides',
+            default={},
+            help='``recovery_table`` guard: per task_state, the action to '
+                 'take at start-up instead of the table\'s, as '
+                 '``task_state:action`` pairs separated by commas, for '
+                 'example ``resize_reverting:error, shelving:leave``. The '
+                 'action applies in every vm_state (but soft-deleted, '
+                 'deleted and building, which nova settles first) and for '
+                 'every power state. Actions: ``clear`` (task_state None), '
+                 '``clear_to_guest`` (task_state None, vm_state from the '
+                 'guest\'s power state), ``error`` (vm_state error, '
+                 'task_state None), ``leave`` (nothing, for an operator to '
+                 'settle). An unknown task_state or action stops '
+                 'nova-compute at start-up. ``nova-guardrails table '
+                 '--config-file nova.conf`` prints the effective table.'),
+        cfg.IntOpt(
+            'queued_grace_seconds',
+            min=0,
+            default=120,
+            help='``recovery_table`` guard: seconds after start-up before '
+                 'an instance whose request is still queued for this host '
+                 'is decided by the table. A task_state nova-api sets '
+                 '(rebooting, suspending, ...) with no ``compute_*`` event '
+                 'on the instance\'s latest instance action means the '
+                 'request never reached a compute: it is left alone so '
+                 'that it runs once, and looked at again after this many '
+                 'seconds; if its task_state did not move by then, the '
+                 'table applies. 0: no wait, every instance is decided at '
+                 'start-up as an interrupted one.'),
+    ]
 
     def __init__(self, conf, report):
         super().__init__(conf, report)
