@@ -75,7 +75,7 @@ CALLS = [
          used_in='host_identity.destroy_evacuated_instances'),
     call(CM + '._get_instance_block_device_info', ['context', 'instance'],
          used_in='host_identity._destroy_as_nova, '
-                 'recovery_table._revert_resize'),
+                 'recovery_table.actions._revert_resize'),
     call(CM + '._is_instance_storage_shared', ['context', 'instance'],
          ['host'], used_in='host_identity._destroy_as_nova'),
     call(CM + '.reboot_instance', ['context', 'instance'],
@@ -96,7 +96,7 @@ CALLS = [
          used_in='recovery_table revert_resize'),
     call(CM + '._delete_allocation_after_move',
          ['context', 'instance', 'migration'],
-         used_in='recovery_table._unfinished_live_migrations'),
+         used_in='recovery_table.sweeps.UnfinishedLiveMigrations'),
     # What ComputeManager holds.
     call('nova.compute.rpcapi.ComputeAPI.revert_resize',
          ['ctxt', 'instance', 'migration', 'host', 'request_spec'],
@@ -110,7 +110,7 @@ CALLS = [
          used_in='host_identity._finish_as_nova, recovery_table'),
     call('nova.scheduler.client.report.SchedulerReportClient.'
          'get_allocations_for_consumer', ['context', 'consumer'],
-         used_in='recovery_table._unfinished_live_migrations'),
+         used_in='recovery_table.sweeps.UnfinishedLiveMigrations'),
     call('nova.network.neutron.API.get_instance_nw_info',
          ['context', 'instance'], used_in='host_identity._destroy_as_nova'),
     # Driver methods.
@@ -170,7 +170,7 @@ CALLS = [
     call('nova.virt.hardware.numa_get_constraints',
          ['flavor', 'image_meta'], used_in='recovery_table rollback_resize'),
     call('nova.servicegroup.api.API.service_is_up', ['member'],
-         used_in='recovery_table._host_up'),
+         used_in='recovery_table.deferred._host_up'),
     call('nova.context.get_admin_context',
          used_in='host_identity, recovery_table'),
     # Objects (remotable: through nova-conductor on a compute node).
@@ -190,7 +190,7 @@ CALLS = [
     call(OBJ + '.instance.Instance.get_by_uuid', ['context', 'uuid'],
          used_in='recovery_table'),
     call(OBJ + '.instance.Instance.save', keywords=['expected_task_state'],
-         used_in='recovery_table._save'),
+         used_in='recovery_table.actions._save'),
     call(OBJ + '.instance.Instance.drop_migration_context',
          used_in='recovery_table'),
     call(OBJ + '.instance.Instance.get_network_info',
@@ -200,11 +200,11 @@ CALLS = [
          used_in='host_identity, recovery_table'),
     call(OBJ + '.migration.Migration.get_by_id_and_instance',
          ['context', 'migration_id', 'instance_uuid'],
-         used_in='recovery_table._resize_migration'),
+         used_in='recovery_table.actions._resize_migration'),
     call(OBJ + '.service.ServiceList.get_by_binary', ['context', 'binary'],
          ['include_disabled'], used_in='host_identity._known_hosts'),
     call(OBJ + '.service.Service.get_by_compute_host', ['context', 'host'],
-         used_in='recovery_table._host_up'),
+         used_in='recovery_table.deferred._host_up'),
     call(OBJ + '.instance_action.InstanceActionList.get_by_instance_uuid',
          ['context', 'instance_uuid'], ['limit'],
          used_in='queued.latest_action'),
