@@ -39,8 +39,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: venv install ceph lab crash-matrix bench test test-ceph docs sample clean pep8 \
-	real-packages real-venvs test-real releases
+.PHONY: venv install ceph lab crash-matrix bench bench-real test test-ceph \
+	docs sample clean pep8 real-packages real-venvs test-real releases
 
 venv: $(STAMP)
 
@@ -193,6 +193,12 @@ $(REAL_VENVS)/%/.deps-installed: $(REAL_SERVICES_CONSTRAINTS) requirements/real-
 # The real deployment tier alone; under CI=true nothing in it may skip.
 test-real: install ceph real-packages real-venvs
 	cd tests && ../$(PY) -m pytest -q -ra $(REAL_PYTEST_ARGS) real
+
+# A nova-compute restart on the real tier, nova alone against guarded
+# (tests/real/bench_restart.py; doc/source/benchmark.rst).
+BENCH_REAL_ARGS ?= --instances 50 --restarts 5
+bench-real: install ceph real-packages real-venvs
+	cd tests && ../$(PY) -m real.bench_restart $(BENCH_REAL_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-nova-* $(PEP8_VENV) build dist *.egg-info doc/build

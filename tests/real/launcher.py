@@ -32,6 +32,19 @@ runs), except that it first reads from its environment:
     ``target:when[#n]`` items: the thread that reaches the point blocks
     there for good (so that several operations can be caught in flight and
     the test kills the process from outside, with SIGKILL).
+``GUARDRAILS_MEASURE_START``
+    a file: when ``nova.service.Service.start`` returns (init_host done,
+    the RPC server consuming), one JSON line is appended: seconds from
+    ``GUARDRAILS_EXEC_AT`` (the caller's ``time.time()`` just before it
+    started this process) to the call of ``init_host`` and to the return
+    of ``Service.start``, the seconds ``init_host`` took (what
+    ``Service.start`` calls: the guards' wrapper when guarded), and the
+    round trips to nova-conductor (``ConductorAPI``'s
+    ``object_class_action_versions``, ``object_action``,
+    ``object_backport_versions``: remotable calls of
+    nova's objects) made in this process before ``init_host``, during it
+    and up to the return of ``Service.start``. Measurement only: nothing
+    else changes.
 ``GUARDRAILS_CRASH_MARKER``
     a file: one line is appended (unbuffered) when a crash point or a fault
     is reached, before the kill, so the test knows where the process died.
@@ -210,7 +223,64 @@ def install_raise_at(spec):
     _patch(owner, name, original, wrapper)
 
 
+def install_measure_start(path):
+    import json
+    import time
+
+    from nova.conductor import rpcapi as conductor_rpcapi
+    from nova import service
+
+    exec_at = float(os.environ.get('GUARDRAILS_EXEC_AT') or time.time())
+    calls = [0]
+    for name in ('object_class_action_versions', 'object_action',
+                 'object_backport_versions'):
+        original = getattr(conductor_rpcapi.ConductorAPI, name)
+
+        def counted(*args, _original=original, **kwargs):
+            with _LOCK:
+                calls[0] += 1
+            return _original(*args, **kwargs)
+        setattr(conductor_rpcapi.ConductorAPI, name,
+                functools.wraps(original)(counted))
+    start = service.Service.start
+
+    @functools.wraps(start)
+    def measured_start(self, *args, **kwargs):
+        times = {}
+        init_host = self.manager.init_host
+
+        @functools.wraps(init_host)
+        def timed_init_host(*a, **kw):
+            times['before'] = calls[0]
+            times['init_host_at'] = time.time() - exec_at
+            began = time.monotonic()
+            try:
+                return init_host(*a, **kw)
+            finally:
+                times['init_host_seconds'] = time.monotonic() - began
+                times['during'] = calls[0] - times['before']
+        self.manager.init_host = timed_init_host
+        try:
+            return start(self, *args, **kwargs)
+        finally:
+            self.manager.init_host = init_host
+            record = {
+                'binary': self.binary,
+                'started_seconds': time.time() - exec_at,
+                'init_host_at_seconds': times.get('init_host_at'),
+                'init_host_seconds': times.get('init_host_seconds'),
+                'conductor_calls_before_init_host': times.get('before'),
+                'conductor_calls_init_host': times.get('during'),
+                'conductor_calls_until_started': calls[0],
+            }
+            with open(path, 'a') as f:
+                f.write(json.dumps(record) + '\n')
+    service.Service.start = measured_start
+
+
 def install_from_environment():
+    if os.environ.get('GUARDRAILS_MEASURE_START'):
+        install_measure_start(os.environ['GUARDRAILS_MEASURE_START'])
     for spec in _items('GUARDRAILS_CRASH_AT'):
         install_crash_at(spec)
     for spec in _items('GUARDRAILS_CRASH_AT_TASK_STATE'):
