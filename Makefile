@@ -52,7 +52,10 @@ $(STAMP): $(CONSTRAINTS) requirements.txt test-requirements.txt
 
 # Reinstalled at every run so the tests and the lab see this tree; --no-deps
 # and --no-build-isolation keep it to the pinned environment (pbr from it).
+# build/ goes first: setuptools copies into it and never removes a module
+# the tree no longer has (a package that replaced a module would ship both).
 install: venv
+	rm -rf build
 	$(PIP) install -q --no-deps --no-build-isolation --force-reinstall .
 
 # Ceph for the rbd tests: Debian's packages, installed when missing (CI runs

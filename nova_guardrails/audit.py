@@ -12,7 +12,8 @@
 """``nova-guardrails audit``: what the recovery table would do now.
 
 Read-only. For every instance of a host that has a task_state, it reads the
-instance from the cell database (``InstanceList.get_by_host``, then the
+instance from the cell database (``InstanceList.get_by_filters``: this
+host's instances with a task_state, hidden ones in a second query; then the
 latest instance actions of those instances in two more queries) and, when
 run on the compute host, the guest's power state from libvirt (a read-only
 connection), and prints the action the ``recovery_table`` guard would take
@@ -80,13 +81,19 @@ def rows(context, host, power_of=None, index=None, grace=None):
     from nova.objects import fields
     # Only the instances with a task_state leave the database (an IN list
     # of every task_state nova knows): the audit of a host reads what it
-    # reports, not the whole host. The same instances get_by_host reads:
-    # not deleted (get_by_filters ignores the context's read_deleted), and
-    # soft-deleted ones included ('deleted': False alone drops them).
-    instances = objects.InstanceList.get_by_filters(
-        context, {'host': host, 'deleted': False, 'soft_deleted': True,
-                  'task_state': list(fields.InstanceTaskState.ALL)},
-        sort_key='created_at', sort_dir='asc', expected_attrs=[])
+    # reports, not the whole host. The same instances as get_by_host, which
+    # nova-compute's init_host reads: not deleted (get_by_filters ignores
+    # the context's read_deleted), soft-deleted ones included ('deleted':
+    # False alone drops them), and hidden ones too (the source copy of a
+    # cross-cell resize; get_by_filters drops them unless asked for them
+    # alone: a second query).
+    instances = []
+    for hidden in (False, True):
+        instances.extend(objects.InstanceList.get_by_filters(
+            context, {'host': host, 'deleted': False, 'soft_deleted': True,
+                      'hidden': hidden,
+                      'task_state': list(fields.InstanceTaskState.ALL)},
+            sort_key='created_at', sort_dir='asc', expected_attrs=[]))
     latest = queued.latest_actions(context, [i.uuid for i in instances]) \
         if grace else {}
     for instance in instances:

@@ -121,17 +121,20 @@ class AuditTest(harness.GuardrailsTestBase):
         self.assertEqual([], writes + more_writes)
 
     def test_reads_only_instances_with_a_task_state(self):
-        """The audit's one query keeps what start-up would look at: a
-        soft-deleted instance being restored is reported, a deleted one and
-        one of another host are not.
+        """The audit reads what start-up would look at (nova's
+        get_by_host): a soft-deleted instance being restored and a hidden
+        one are reported, a deleted one and one of another host are not.
         """
         from nova import objects
         ctxt = nova_context.get_admin_context()
         restoring = scenarios.boot(self)
-        deleted, elsewhere = (self._create_server(networks='none')
-                              for _ in range(2))
+        hidden, deleted, elsewhere = (self._create_server(networks='none')
+                                      for _ in range(3))
         changes = {restoring['id']: {'vm_state': 'soft-delete',
                                      'task_state': 'restoring'},
+                   # The source copy of a cross-cell resize.
+                   hidden['id']: {'hidden': True,
+                                  'task_state': 'resize_migrated'},
                    deleted['id']: {'task_state': 'deleting'},
                    elsewhere['id']: {'task_state': 'rebooting',
                                      'host': 'compute2'}}
@@ -142,6 +145,7 @@ class AuditTest(harness.GuardrailsTestBase):
             instance.save()
         objects.Instance.get_by_uuid(ctxt, deleted['id']).destroy()
         rows = audit.rows(ctxt, scenarios.HOST)
-        self.assertEqual([(restoring['id'], 'soft-delete', 'restoring')],
+        self.assertEqual([(restoring['id'], 'soft-delete', 'restoring'),
+                          (hidden['id'], 'active', 'resize_migrated')],
                          [(r['instance'], r['vm_state'], r['task_state'])
                           for r in rows])

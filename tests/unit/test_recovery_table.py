@@ -11,10 +11,15 @@
 # under the License.
 """The recovery table: complete, unambiguous, what nova bug 1072751 asks."""
 
+import dataclasses
 import unittest
+from unittest import mock
 
 from nova.compute import task_states
+from oslo_config import cfg
 
+from nova_guardrails import guards
+from nova_guardrails.guards import recovery_table
 from nova_guardrails.guards.recovery_table import actions
 from nova_guardrails import recovery
 
@@ -82,6 +87,28 @@ class TableTest(unittest.TestCase):
         for rule in recovery.RULES:
             if rule.by == 'guardrails':
                 self.assertIsNotNone(actions.ACTIONS[rule.action].run, rule)
+
+    def test_validate_checks_the_table_after_overrides(self):
+        """An action an override brings in must be runnable: a start-up
+        that could not run it stops instead of failing every instance.
+        """
+        conf = cfg.ConfigOpts()
+        guards.register_opts(conf, ['recovery_table'])
+        conf([])
+        # 'leave' is in no row of the shipped table: only the override
+        # brings it in.
+        conf.set_override('recovery_overrides', {'rebooting': 'leave'},
+                          group='guardrails')
+        guard = recovery_table.RecoveryTableGuard(conf, None)
+        guard.validate()
+        self.assertEqual('leave', guard.index[
+            ('rebooting', 'active', 'running')].action)
+        broken = dict(actions.ACTIONS, leave=dataclasses.replace(
+            actions.ACTIONS['leave'], run=None))
+        with mock.patch.object(actions, 'ACTIONS', broken), \
+                self.assertRaises(recovery.TableError) as raised:
+            guard.validate()
+        self.assertIn("['leave']", str(raised.exception))
 
     def test_reboot_states_are_decided_by_guardrails(self):
         for task_state in REBOOT_STATES:

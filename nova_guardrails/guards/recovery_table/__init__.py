@@ -121,15 +121,20 @@ class RecoveryTableGuard(deferred.QueuedRechecks, base.Guard):
         self._stopping = False
 
     def validate(self):
+        """The effective table (``recovery_overrides`` applied): every
+        action it gives to nova-guardrails has an executor, else start-up
+        stops (GuardrailsConfigError names the option for a bad override;
+        TableError for a table the code cannot run).
+        """
+        self.rules = recovery.effective_rules(
+            self.conf.guardrails.recovery_overrides)
         runnable = {name for name, action in actions.ACTIONS.items()
                     if action.run is not None}
-        missing = {rule.action for rule in recovery.RULES
+        missing = {rule.action for rule in self.rules
                    if rule.by == recovery.BY_GUARDRAILS} - runnable
         if missing:
             raise recovery.TableError('recovery_table: no executor for %s'
                                       % sorted(missing))
-        self.rules = recovery.effective_rules(
-            self.conf.guardrails.recovery_overrides)
         self.index = recovery.build_index(self.rules, actions.ACTIONS)
 
     # Start-up ------------------------------------------------------------
