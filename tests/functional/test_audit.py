@@ -149,3 +149,6 @@ class AuditTest(harness.GuardrailsTestBase):
                           (hidden['id'], 'active', 'resize_migrated')],
                          [(r['instance'], r['vm_state'], r['task_state'])
                           for r in rows])
+        # Start-up leaves the hidden copy to nova, and the audit says so.
+        self.assertEqual(('nova', 'nova'),
+                         (rows[1]['action'], rows[1]['by']))

@@ -466,3 +466,63 @@ class NovaAloneResizeRecoveryTest(_Base):
         self.restart(SOURCE)
         self.assertStuck(('resized', 'resize_reverting'),
                          ('running', 'pending'))
+
+
+class HiddenSourceCopyTest(harness.GuardrailsTestBase):
+    """A cross-cell resize waiting for its confirm leaves, in the source
+    cell, a hidden copy of the instance on the source host: task_state
+    resize_migrated, its guest powered off, old and new flavors recorded
+    (nova's conductor/tasks/cross_cell_migrate.py: prep at the source,
+    then ``_update_instance_mapping`` hides it). nova-conductor's confirm
+    deletes it, its revert restores from it (``_revert_instance_flavor_
+    host_node`` reads its old_flavor). nova-compute's init_host lists it
+    (``InstanceList.get_by_host``) and nova alone leaves it as it is; a
+    restart of the source host must too.
+    """
+
+    def _hidden_copy(self):
+        server = scenarios.boot(self)
+        ctxt = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(ctxt, server['id'],
+                                                expected_attrs=['flavor'])
+        self.computes[SOURCE].manager.driver.power_off(instance)
+        instance.hidden = True
+        instance.task_state = task_states.RESIZE_MIGRATED
+        instance.old_flavor = instance.flavor
+        instance.new_flavor = instance.flavor
+        instance.save()
+        return server
+
+    def _assert_untouched(self, server):
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'],
+            expected_attrs=['flavor', 'old_flavor', 'new_flavor'])
+        self.assertEqual(('active', task_states.RESIZE_MIGRATED, True),
+                         (instance.vm_state, instance.task_state,
+                          instance.hidden))
+        self.assertIsNotNone(instance.old_flavor)
+        self.assertIsNotNone(instance.new_flavor)
+
+    def test_guarded_leaves_it_to_nova(self):
+        server = self._hidden_copy()
+        self.restart_compute_service(SOURCE)
+        self._assert_untouched(server)
+        row = scenarios.decision(server)
+        self.assertEqual(('nova', 'nova'),
+                         (row['action'], row['executed_by']), row)
+        self.assertIn('cross-cell resize', row['reason'])
+
+    def test_guarded_without_grace_leaves_it_to_nova(self):
+        # The table applies at once: no request is waited for.
+        self.use_nova_conf(harness.GUARDED_NOVA_CONF +
+                           'queued_grace_seconds = 0\n')
+        server = self._hidden_copy()
+        self.restart_compute_service(SOURCE)
+        self._assert_untouched(server)
+        self.assertEqual('nova', scenarios.decision(server)['action'])
+
+    def test_nova_alone_leaves_it(self):
+        self.use_nova_conf(harness.NOVA_ALONE_CONF)
+        server = self._hidden_copy()
+        self.restart_compute_service(SOURCE)
+        self._assert_untouched(server)

@@ -248,6 +248,9 @@ class RecoveryTableGuard(deferred.QueuedRechecks, base.Guard):
     def init_instance(self, manager, context, instance, call_next):
         if instance.task_state is None or instance.host != manager.host:
             return call_next(context, instance)
+        if instance.obj_attr_is_set('hidden') and instance.hidden:
+            # Never queued or deferred: _decide leaves it to nova.
+            return self._decide(manager, context, instance, call_next)
         grace = self.conf.guardrails.queued_grace_seconds
         if grace and instance.task_state in queued.MAYBE_QUEUED:
             try:
@@ -305,6 +308,19 @@ class RecoveryTableGuard(deferred.QueuedRechecks, base.Guard):
                       manager, instance, runtime)
             return None
         decision.before = report_mod.InstanceState.of(instance, power)
+        if instance.obj_attr_is_set('hidden') and instance.hidden:
+            # The source cell's copy of a cross-cell resize (nova's
+            # conductor/tasks/cross_cell_migrate.py hides it once the
+            # destination finished): nova-conductor deletes it at the
+            # confirm and restores from it at the revert (its old_flavor,
+            # its task_state); nothing at start-up may change it.
+            decision.reason = (
+                prefix + 'hidden: the source cell\'s copy of a cross-cell '
+                'resize, kept for its confirm or revert by nova-conductor: '
+                'left to nova\'s _init_instance, which leaves it as it is')
+            self._run(decision, lambda: call_next(context, instance),
+                      manager, instance, runtime)
+            return None
         power_name = decision.before.power_state
         rule = self.index.get((instance.task_state, instance.vm_state,
                                power_name))
