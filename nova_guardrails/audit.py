@@ -107,10 +107,7 @@ def rows(context, host, power_of=None, index=None, grace=None):
         action, by, reason = decide(instance, name, index)
         if instance.hidden:
             # As the recovery_table guard (RecoveryTableGuard._decide).
-            action, by, reason = 'nova', 'nova', (
-                'hidden: the source cell\'s copy of a cross-cell resize, '
-                'kept for its confirm or revert by nova-conductor: left to '
-                'nova\'s _init_instance, which leaves it as it is')
+            action, by, reason = 'nova', 'nova', recovery.HIDDEN_REASON
         elif grace:
             verdict, why = queued.classify(instance.task_state,
                                            latest.get(instance.uuid), host)

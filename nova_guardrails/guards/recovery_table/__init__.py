@@ -314,10 +314,7 @@ class RecoveryTableGuard(deferred.QueuedRechecks, base.Guard):
             # destination finished): nova-conductor deletes it at the
             # confirm and restores from it at the revert (its old_flavor,
             # its task_state); nothing at start-up may change it.
-            decision.reason = (
-                prefix + 'hidden: the source cell\'s copy of a cross-cell '
-                'resize, kept for its confirm or revert by nova-conductor: '
-                'left to nova\'s _init_instance, which leaves it as it is')
+            decision.reason = prefix + recovery.HIDDEN_REASON
             self._run(decision, lambda: call_next(context, instance),
                       manager, instance, runtime)
             return None
