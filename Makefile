@@ -27,14 +27,8 @@ ifeq ($(wildcard $(CONSTRAINTS)),)
 $(error NOVA=$(NOVA): there is no $(CONSTRAINTS); tested releases: $(NOVA_RELEASES))
 endif
 TESTS ?= .
-# nova's in-process services share one sqlite database and their threads
-# share request contexts: now and then nova's own code (a resource claim, a
-# service's heartbeat or its kill at clean-up) fails with oslo.db's "Can't
-# upgrade a READER transaction to a WRITER mid-transaction", before or
-# after any guard runs (seen on nova 31 and 34 on a loaded 2-core machine).
-# Such a test, and only such a test, runs once more; any other failure
-# fails at once.
-PYTEST_ARGS ?= --reruns 1 --only-rerun "READER transaction to a WRITER"
+# Extra pytest arguments for the in-process tier (e.g. -x, -k NAME).
+PYTEST_ARGS ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.deps-installed
