@@ -28,15 +28,9 @@ guardrails scenarios need:
   libvirt connection and its domains).
 """
 
-# First, as nova's own test packages do: eventlet's monkey patching (run by
-# nova.tests.functional's package) has to come before nova imports oslo.db,
-# or oslo.db's per-thread transaction state is one native slot that every
-# in-process service's greenthreads share (see
-# tests/functional/test_harness_threads.py). testtools (under fixtures)
-# before it, as under nova's test runner: it annotates with queue.Queue[...],
-# which eventlet's Queue does not support.
-import fixtures  # noqa: H306  isort:skip
-import nova.tests.functional  # noqa: F401,H306  isort:skip
+# First: eventlet's monkey patching before nova imports oslo.db (see the
+# module).
+from nova_guardrails.lab import greenthreads  # noqa: F401,H306  isort:skip
 
 import configparser
 import importlib.metadata
@@ -47,6 +41,7 @@ import time
 
 from unittest import mock
 
+import fixtures
 from nova.compute import power_state
 import nova.conf
 from nova import context as nova_context

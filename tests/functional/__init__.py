@@ -10,10 +10,6 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-# Before any test module imports nova: nova.tests.functional's package runs
-# eventlet's monkey patching, which has to come before oslo.db is imported
-# (test_harness_threads.py says why). testtools (under fixtures) before it,
-# as under nova's test runner: it annotates with queue.Queue[...], which
-# eventlet's Queue does not support.
-import fixtures  # noqa: F401
-import nova.tests.functional  # noqa: F401
+# Before any test module imports nova: eventlet's monkey patching before
+# nova imports oslo.db (nova_guardrails.lab.greenthreads says why).
+from nova_guardrails.lab import greenthreads  # noqa: F401

@@ -10,8 +10,6 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-# Before any test module imports nova, as in tests/functional (whose
-# test_harness_threads.py says why): pytest may collect this package first.
-# testtools (under fixtures) before it, as under nova's test runner.
-import fixtures  # noqa: F401
-import nova.tests.functional  # noqa: F401
+# Before any test module imports nova: eventlet's monkey patching before
+# nova imports oslo.db (nova_guardrails.lab.greenthreads says why).
+from nova_guardrails.lab import greenthreads  # noqa: F401
