@@ -58,6 +58,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -1604,12 +1605,39 @@ class Tier:
         server = self.nova.post('/servers', body)['server']
         return self.wait_server(server['id'], 'ACTIVE')
 
+    def scheduling_of(self, server_id):
+        """What nova-scheduler logged while it scheduled ``server_id``: the
+        lines of its request (filters, hosts, claims), for a failure's
+        message (the tier's directory is gone after the run).
+        """
+        path = os.path.join(self.dir or '', 'log', 'nova-scheduler-app.log')
+        try:
+            with open(path, errors='replace') as f:
+                lines = f.read().splitlines()
+        except OSError as error:
+            return '\n(no scheduler log: %s)' % error
+        requests = set()
+        for line in lines:
+            if 'Starting to schedule' in line and server_id in line:
+                requests.update(re.findall(r'req-[0-9a-f-]{36}', line))
+        picked = [
+            # Without the request's context and the source location.
+            re.sub(r' \S+ /\S+\.py:\d+$', '',
+                   re.sub(r' \[[^]]*req-[^]]*\]', '', line))[11:400]
+            for line in lines
+            if any(r in line for r in requests) and
+            'oslo_db' not in line and 'lockutils' not in line]
+        return '\nnova-scheduler, request(s) %s:\n%s' % (
+            ', '.join(sorted(requests)) or 'not found',
+            '\n'.join(picked[-60:]))
+
     def wait_server(self, server_id, status, task_state=None, timeout=120):
         def reached():
             server = self.server(server_id)
             if server['status'] == 'ERROR' and status != 'ERROR':
-                raise AssertionError('server %s went to ERROR: %s' % (
-                    server_id, server.get('fault')))
+                raise AssertionError('server %s went to ERROR: %s%s' % (
+                    server_id, server.get('fault'),
+                    self.scheduling_of(server_id)))
             return server if (server['status'] == status and
                               server['OS-EXT-STS:task_state'] == task_state
                               ) else None
