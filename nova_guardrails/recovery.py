@@ -329,14 +329,14 @@ del G, N
 
 #: Actions an operator may give a task_state in ``[guardrails]
 #: recovery_overrides``: the ones that make sense for any task_state.
+OVERRIDE_ACTIONS = ('clear', 'clear_to_guest', 'error', 'leave')
+
 #: Why a hidden instance (the source cell's copy of a cross-cell resize,
 #: nova's conductor/tasks/cross_cell_migrate.py) is left to nova at
 #: start-up, whatever its task_state: the recovery_table guard and the audit.
 HIDDEN_REASON = ('hidden: the source cell\'s copy of a cross-cell resize, '
                  'kept for its confirm or revert by nova-conductor: left to '
                  'nova\'s _init_instance, which leaves it as it is')
-
-OVERRIDE_ACTIONS = ('clear', 'clear_to_guest', 'error', 'leave')
 
 
 class TableError(Exception):
