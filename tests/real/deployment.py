@@ -383,16 +383,43 @@ class Compute:
     def wait_up(self, timeout=120):
         """Until it is serving: its RPC server consumes its queue in
         RabbitMQ (nova starts it once init_host is done), its service is up
-        in nova's API and its resource provider is in placement.
+        in nova's API from a heartbeat of its own (:meth:`heartbeat_seen`)
+        and its resource provider is in placement.
         """
         self.wait_serving(timeout)
-        wait_for(lambda: self.tier.service_state(self.host) == 'up', timeout,
-                 'nova-compute %s up in os-services' % self.name,
-                 on_timeout=lambda: self.tails())
+        wait_for(self.heartbeat_seen, timeout,
+                 'nova-compute %s up in os-services, from a heartbeat of '
+                 'this start' % self.name, on_timeout=lambda: self.tails())
         wait_for(lambda: self.tier.resource_provider(self.hypervisor),
                  timeout, 'resource provider %s' % self.hypervisor)
         self.tier.discover_host(self.host)
         return self
+
+    def heartbeat_seen(self):
+        """Whether os-services shows it up from a heartbeat of this start.
+
+        A service's state comes from its last heartbeat (``last_seen_up``)
+        or, before its first one, from its creation; it is down once that
+        is ``[DEFAULT] service_down_time`` (60 s) old
+        (``nova.servicegroup.drivers.db.DbDriver.is_up``). Right after a
+        kill and a restart, "up" is still the killed process's: the
+        scheduler's ComputeFilter drops the host once that heartbeat is
+        60 s old, whether or not this process has reported yet (a boot then
+        fails with NoValidHost). This process's first heartbeat comes
+        ``nova.servicegroup.api.INITIAL_REPORTING_DELAY`` (5 s) after its
+        RPC server starts and saves the service record: ``updated_at``
+        (whole seconds: MariaDB's DATETIME) is then at least the whole
+        second after this start, which the killed process's last heartbeat,
+        before this start, is not.
+        """
+        services = self.tier.services(self.host)
+        if not services or not services[0].get('updated_at'):
+            return False
+        updated = datetime.datetime.fromisoformat(
+            services[0]['updated_at'].split('.')[0].rstrip('Z'))
+        since = (self.started_at + datetime.timedelta(seconds=1)).replace(
+            tzinfo=None, microsecond=0)
+        return services[0]['state'] == 'up' and updated >= since
 
     def wait_serving(self, timeout=120):
         """Until its RPC server consumes its queue (init_host done); no
@@ -1547,13 +1574,6 @@ class Tier:
     def service_state(self, host):
         services = self.services(host)
         return services[0]['state'] if services else None
-
-    def service_updated_at(self, host):
-        services = self.services(host)
-        if not services or not services[0].get('updated_at'):
-            return None
-        return datetime.datetime.fromisoformat(
-            services[0]['updated_at'].split('.')[0].rstrip('Z'))
 
     def resource_provider(self, name):
         providers = self.placement.get(
