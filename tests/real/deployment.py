@@ -176,6 +176,16 @@ def group_members(pgid):
     return members
 
 
+def service_updated_at(service):
+    """A service of os-services: its ``updated_at`` as a naive UTC datetime
+    (whole seconds), or None when it was never updated.
+    """
+    if not service.get('updated_at'):
+        return None
+    return datetime.datetime.fromisoformat(
+        service['updated_at'].split('.')[0].rstrip('Z'))
+
+
 def wait_for(predicate, timeout, what, interval=0.25, on_timeout=None):
     """Poll ``predicate()`` until it returns a true value; return it."""
     deadline = time.monotonic() + timeout
@@ -413,13 +423,11 @@ class Compute:
         before this start, is not.
         """
         services = self.tier.services(self.host)
-        if not services or not services[0].get('updated_at'):
-            return False
-        updated = datetime.datetime.fromisoformat(
-            services[0]['updated_at'].split('.')[0].rstrip('Z'))
+        updated = services and service_updated_at(services[0])
         since = (self.started_at + datetime.timedelta(seconds=1)).replace(
             tzinfo=None, microsecond=0)
-        return services[0]['state'] == 'up' and updated >= since
+        return bool(updated and services[0]['state'] == 'up' and
+                    updated >= since)
 
     def wait_serving(self, timeout=120):
         """Until its RPC server consumes its queue (init_host done); no

@@ -22,6 +22,8 @@ no guard had run yet.
 
 import datetime
 
+from real import deployment
+
 
 def test_wait_up_after_a_restart_sees_the_new_process_report(tier, measured):
     compute = tier.compute('hv1', guarded=False).start().wait_up()
@@ -36,10 +38,9 @@ def test_wait_up_after_a_restart_sees_the_new_process_report(tier, measured):
     # A service never updated is "up" from its created_at; then from its
     # last heartbeat (nova.servicegroup.drivers.db.DbDriver.is_up).
     assert service['state'] == 'up'
-    assert service['updated_at'], (
+    updated = deployment.service_updated_at(service)
+    assert updated, (
         'wait_up returned before any heartbeat (up from created_at)')
-    updated = datetime.datetime.fromisoformat(
-        service['updated_at'].split('.')[0].rstrip('Z'))
     # Only a live process saves its service record: a record saved after
     # the kill is the new process's heartbeat.
     assert updated >= killed, (
